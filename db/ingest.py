@@ -1,0 +1,115 @@
+"""Recording received instances: the row that lets the listener answer Success."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Event, Instance, Study, StudyStatus, utcnow
+from scoring.priority import Priority
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewInstance:
+    """What the listener knows about one stored instance."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    ordered_priority: Priority
+    path: str
+    sha256: str
+    size_bytes: int
+    accession_number: str | None = None
+    modality: str | None = None
+    body_part: str | None = None
+    view_position: str | None = None
+
+
+class IngestOutcome(enum.Enum):
+    STORED = "stored"  # a new instance of a study still receiving
+    DUPLICATE = "duplicate"  # same instance, same bytes: nothing new
+    REOPENED = "reopened"  # arrived after completion: the study is triaged again
+
+
+def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | None = None) -> IngestOutcome:
+    """Commit ``new`` and the state of its study; returns what it changed.
+
+    Two associations may create the same study at once; the loser of that race retries.
+    """
+    for attempt in (1, 2):
+        try:
+            outcome = _record(session, new, now or utcnow())
+            session.commit()
+            return outcome
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record(session: Session, new: NewInstance, now: dt.datetime) -> IngestOutcome:
+    duplicate = session.scalar(
+        select(Instance.id).where(Instance.sop_instance_uid == new.sop_instance_uid, Instance.sha256 == new.sha256)
+    )
+    if duplicate is not None:
+        return IngestOutcome.DUPLICATE
+
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == new.study_instance_uid).with_for_update()
+    )
+    outcome = IngestOutcome.STORED
+    if study is None:
+        study = Study(
+            study_instance_uid=new.study_instance_uid,
+            accession_number=new.accession_number,
+            ordered_priority=new.ordered_priority.value,
+            priority=new.ordered_priority.value,
+            priority_rank=new.ordered_priority.rank,
+            status=StudyStatus.RECEIVING,
+            reasons=[],
+            revision=1,
+            received_at=now,
+            last_instance_at=now,
+        )
+        session.add(study)
+        session.flush()
+    else:
+        study.last_instance_at = now
+        ordered = Priority.most_urgent(study.ordered_priority, new.ordered_priority)
+        priority = Priority.most_urgent(study.priority, ordered)
+        study.ordered_priority, study.priority, study.priority_rank = ordered.value, priority.value, priority.rank
+        if study.accession_number is None:
+            study.accession_number = new.accession_number
+        if study.status != StudyStatus.RECEIVING:
+            study.revision += 1
+            study.status = StudyStatus.RECEIVING
+            study.completed_at = None
+            session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
+            outcome = IngestOutcome.REOPENED
+
+    session.add(
+        Instance(
+            study_id=study.id,
+            series_instance_uid=new.series_instance_uid,
+            sop_instance_uid=new.sop_instance_uid,
+            sop_class_uid=new.sop_class_uid,
+            transfer_syntax_uid=new.transfer_syntax_uid,
+            modality=new.modality,
+            body_part=new.body_part,
+            view_position=new.view_position,
+            path=new.path,
+            sha256=new.sha256,
+            size_bytes=new.size_bytes,
+            received_at=now,
+        )
+    )
+    return outcome

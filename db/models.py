@@ -1,0 +1,115 @@
+"""SQLAlchemy models: studies, their instances, scores, the outbox and the event log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+UID = String(64)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StudyStatus:
+    """Where a study is in the flow; the worklist shows all of them."""
+
+    RECEIVING = "receiving"  # images arriving, quiet timer running
+    QUEUED = "queued"  # complete, triage task waiting
+    TRIAGING = "triaging"
+    TRIAGED = "triaged"
+    FAILED = "failed"
+
+    FINAL = (TRIAGED, FAILED)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)  # (0020,000D)
+    accession_number: Mapped[str | None] = mapped_column(String(16))  # (0008,0050)
+    ordered_priority: Mapped[str] = mapped_column(String(8))  # from (0040,1003) / (0032,000C)
+    priority: Mapped[str] = mapped_column(String(8))  # never below ordered_priority
+    priority_rank: Mapped[int] = mapped_column(Integer, index=True)
+    urgency_score: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_instance_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    triaged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "sha256", name="uq_instance_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID)  # (0020,000E)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, index=True)  # (0008,0018)
+    sop_class_uid: Mapped[str] = mapped_column(UID)  # (0008,0016)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)  # (0002,0010)
+    modality: Mapped[str | None] = mapped_column(String(16))  # (0008,0060)
+    body_part: Mapped[str | None] = mapped_column(String(16))  # (0018,0015)
+    view_position: Mapped[str | None] = mapped_column(String(16))  # (0018,5101)
+    path: Mapped[str] = mapped_column(Text)  # relative to the data folder
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="instances")
+
+
+class Score(Base):
+    """What a model said about one revision of a study; kept so heads can be re-run."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("study_id", "revision", "model", "instance_id", name="uq_score_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxMessage(Base):
+    """Work to hand to the broker; written in the same transaction as the state it follows."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(32))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    priority_rank: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Event(Base):
+    """An audit trail of state changes per study (stage, detail), free of patient data."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,57 @@
+"""Errors raised by the DICOM side of radtriage (listener, storage, pixels).
+
+Exception tree::
+
+    Exception
+     └── DicomError                 anything DICOM-related went wrong
+          ├── UnscorableImage       the instance is stored, but its pixels cannot be
+          │                         turned into model input (``.reason`` says why)
+          ├── OutOfResources        disk or database unavailable: the sender retries
+          │                         later (C-STORE status 0xA700)
+          └── InvalidDataset        the dataset cannot be understood (0xC210); a
+               │                    retry will not help
+               └── MissingAttribute a required identifying attribute is absent (0xC210)
+
+Messages and reasons never contain PHI (no names, IDs, dates, UIDs); they name the
+tag, the codec error class or the value class that was refused.
+"""
+
+from __future__ import annotations
+
+
+class DicomError(Exception):
+    """Base class of every DICOM-side error in radtriage."""
+
+
+class UnscorableImage(DicomError):
+    """The pixels of an instance cannot be scored by the AI.
+
+    The study still goes on the worklist at its ordered priority; ``reason`` is shown
+    to the user and stored in the events table, so it must stay PHI-free.
+
+    Parameters
+    ----------
+    reason : str
+        Short, human-readable and PHI-free, e.g.
+        ``"multi-frame images are not scored (2 frames)"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfResources(DicomError):
+    """Storage or the database could not take the instance now; nothing was kept."""
+
+
+class InvalidDataset(DicomError):
+    """The received dataset cannot be parsed or lacks what the listener needs."""
+
+
+class MissingAttribute(InvalidDataset):
+    """A required attribute (named by keyword, never by value) is missing or empty."""
+
+    def __init__(self, keyword: str) -> None:
+        super().__init__(f"required attribute {keyword} is missing or empty")
+        self.keyword = keyword

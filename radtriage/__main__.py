@@ -1,0 +1,5 @@
+"""``python -m radtriage`` is the ``radtriage`` command."""
+
+from radtriage.cli import main
+
+main()

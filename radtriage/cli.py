@@ -1,0 +1,101 @@
+"""The ``radtriage`` command: parses arguments and wires the parts; no domain logic here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import click
+
+from radtriage.settings import Settings, load_settings
+
+_config_option = click.option(
+    "--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="TOML settings file (environment variables still win). Default: $RADTRIAGE_CONFIG.",
+)
+
+
+def _settings(config_file: str | None) -> Settings:
+    try:
+        return load_settings(config_file)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+
+
+@click.group()
+@click.version_option(package_name="radtriage")
+def main() -> None:
+    """radtriage: chest X-ray worklist triage (research use only, not a diagnosis)."""
+
+
+@main.command()
+@_config_option
+def config(config_file: str | None) -> None:
+    """Print the effective settings (passwords masked)."""
+    click.echo(json.dumps(_settings(config_file).public_view(), indent=2))
+
+
+@main.command()
+@_config_option
+def serve(config_file: str | None) -> None:
+    """Run the daemon: DICOM listener, worklist API, metrics and a triage worker."""
+    settings = _settings(config_file)
+    from radtriage import logs
+
+    logs.configure(settings.log_level)
+    # Counters of the supervised worker land in this folder too. It is wiped before any
+    # worker starts, and must be set before prometheus_client is first imported.
+    metrics_dir = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from radtriage.serve import Daemon
+
+    daemon = Daemon(settings, config_file=config_file)
+    try:
+        daemon.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    try:
+        daemon.wait()
+    finally:
+        daemon.stop()
+
+
+@main.command()
+@_config_option
+@click.option("--queues", default="triage", show_default=True, help="Comma-separated queues to consume")
+@click.option("--pool", default="solo", show_default=True, help="Celery pool (solo: one model per process)")
+@click.option("--concurrency", default=1, show_default=True, help="Processes for the prefork pool")
+def worker(config_file: str | None, queues: str, pool: str, concurrency: int) -> None:
+    """Run a Celery worker for the triage queue (production: one per host or GPU)."""
+    settings = _settings(config_file)
+    from radtriage import logs
+
+    logs.configure(settings.log_level)
+    from worker.app import create_app
+    from worker.context import WorkerContext
+    from worker.tasks import register
+
+    app = create_app(settings)
+    register(app, WorkerContext(settings))
+    app.worker_main([
+        "worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-l", settings.log_level,
+        "-n", f"radtriage-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ])
+
+
+@main.command()
+@_config_option
+def migrate(config_file: str | None) -> None:
+    """Create or upgrade the worklist database schema."""
+    from db.session import make_engine, migrate as run_migrations
+
+    run_migrations(make_engine(_settings(config_file).effective_database_url))
+    click.echo("database is at the newest schema")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Every setting a user can tune: environment (``RADTRIAGE_*``) over an optional TOML file."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "RADTRIAGE_CONFIG"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII minus backslash
+
+
+class Settings(BaseSettings):
+    """The daemon's settings; field ``x`` is read from ``RADTRIAGE_X``.
+
+    Precedence: environment variables, then the TOML file named by ``RADTRIAGE_CONFIG``
+    (or ``--config``), then the defaults below.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RADTRIAGE_", extra="forbid", frozen=True)
+
+    # DICOM listener
+    ae_title: str = Field("RADTRIAGE", description="Called AE title the listener answers to")
+    dicom_host: str = Field("127.0.0.1", description="Address the DICOM listener binds")
+    dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM listener port")
+    stable_seconds: float = Field(5.0, gt=0, description="Quiet time after the last image before a study is complete")
+
+    # storage and database
+    data_dir: Path = Field(Path("radtriage-data"), description="Folder for received images, the embedded queue and the SQLite database")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the worklist database (default: SQLite in the data folder)")
+
+    # queue
+    broker_url: str | None = Field(None, description="Celery broker URL, e.g. redis://host:6379/0 (default: embedded, no server)")
+    broker_key_prefix: str = Field("", description="Prefix for every Redis key the queue uses (several deployments on one Redis)")
+    run_worker: bool = Field(True, description="Let `serve` start and supervise a triage worker process")
+    outbox_poll_seconds: float = Field(0.2, gt=0, description="How often queued work is handed to the broker")
+
+    # HTTP API
+    http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and /metrics")
+
+    # models
+    cxr_foundation_dir: Path = Field(Path("models/cxr-foundation"), description="Folder holding elixr-c-v2-pooled/ and pax-elixr-b-text/")
+    cxr_vocab_path: Path | None = Field(None, description="BERT uncased vocab.txt (default: vocab.txt in the CXR Foundation folder)")
+    policy_file: Path | None = Field(None, description="Urgency policy TOML (default: the policy shipped with radtriage)")
+
+    log_level: str = Field("INFO", description="Python log level")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _valid_ae_title(cls, value: str) -> str:
+        value = value.strip()
+        if not _AE_TITLE.match(value):
+            raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment must still win over it.
+        return (env_settings, init_settings)
+
+    # derived values
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'radtriage.sqlite3').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.cxr_vocab_path or self.cxr_foundation_dir / "vocab.txt"
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective settings with credentials in URLs masked, for display."""
+        shown = self.model_dump(mode="json")
+        for key in ("database_url", "broker_url"):
+            shown[key] = mask_url(shown[key])
+        shown["database_url (effective)"] = mask_url(self.effective_database_url)
+        return shown
+
+
+def mask_url(url: str | None) -> str | None:
+    """Hide the password of a URL such as ``postgresql://user:secret@host/db``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(config_file: Path | str | None = None) -> Settings:
+    """Build the settings from the environment and an optional TOML file.
+
+    Raises
+    ------
+    FileNotFoundError
+        The named TOML file does not exist.
+    ValueError
+        The TOML file is malformed (pydantic's ``ValidationError`` for bad values).
+    """
+    path = config_file or os.environ.get(CONFIG_ENV)
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            try:
+                values = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"settings file {path}: {exc}") from exc
+        values = values.get("radtriage", values)
+    return Settings(**values)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings built once per process, for code that has no caller to pass them down."""
+    return load_settings()

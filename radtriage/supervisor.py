@@ -1,0 +1,59 @@
+"""Runs the triage worker as a child process and restarts it if it dies."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSupervisor:
+    """Keeps ``radtriage worker`` running; ``argv`` is appended to that command."""
+
+    def __init__(self, argv: list[str], *, on_exit=None) -> None:
+        self._argv = [sys.executable, "-m", "radtriage", "worker", *argv]
+        self._on_exit = on_exit
+        self._proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+        self.restarts = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self._proc = subprocess.Popen(self._argv)
+            log.info("triage worker started (pid %d)", self._proc.pid)
+            code = self._proc.wait()
+            if self._on_exit:
+                self._on_exit(self._proc.pid)
+            if self._stop.is_set():
+                return
+            # A worker that ran a while gets restarted at once; a crash loop backs off.
+            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            self.restarts += 1
+            log.warning("triage worker exited with %s; restarting in %.0f s", code, backoff)
+            self._stop.wait(backoff)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._thread.join(timeout)

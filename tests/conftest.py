@@ -1,0 +1,74 @@
+"""Shared fixtures: real services (skipped when absent, failed under CI), samples, stand-ins."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_models import cxr_foundation_dir  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "dicom_samples"
+REQUIRE_ENV = "RADTRIAGE_TEST_REQUIRE_SERVICES"
+POSTGRES_URL = os.environ.get("RADTRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("RADTRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def need(available: bool, what: str) -> None:
+    """Skip when ``what`` is unavailable on a user's machine; fail when CI requires it."""
+    if available:
+        return
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{what} is required ({REQUIRE_ENV}=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    need(SAMPLES.is_dir(), f"DICOM samples at {SAMPLES}")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def dcmtk() -> None:
+    need(shutil.which("dcmsend") is not None and shutil.which("storescu") is not None, "DCMTK (dcmsend, storescu)")
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL URL whose connections use a schema of their own, dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect():
+            pass
+    except Exception:
+        need(False, f"PostgreSQL at {POSTGRES_URL}")
+    schema = f"rt_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_prefix():
+    """``(url, key_prefix)`` on the real Redis; every key under the prefix is removed afterwards."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception:
+        need(False, f"Redis at {REDIS_URL}")
+    prefix = f"rt-test-{uuid.uuid4().hex[:12]}:"
+    yield REDIS_URL, prefix
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()

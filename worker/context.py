@@ -1,0 +1,82 @@
+"""Per-process worker state: database sessions, the policy and the model, all made lazily.
+
+Nothing here is built before a fork: the engine and the model load in the process that
+uses them (STACK.md: running a TF/torch op in a parent hangs prefork children).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, make_session_factory
+from radtriage.settings import Settings
+from scoring.cxr_foundation import missing_parts
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_HINT = (
+    "CXR Foundation weights not found; triage uses the ordered priority only. To enable the AI, "
+    "accept the licence of google/cxr-foundation on Hugging Face, then on a machine with access run "
+    "`huggingface-cli download google/cxr-foundation --include 'elixr-c-v2-pooled/*' 'pax-elixr-b-text/*' "
+    "--local-dir <folder>`, copy the folder here and set RADTRIAGE_CXR_FOUNDATION_DIR (see README)."
+)
+
+
+class WorkerContext:
+    """What a triage task needs, created on first use in the current process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir: Path = settings.data_dir.resolve()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._policy = None
+        self._triager = None
+        self._unavailable: str | None = None
+        self._model_checked = False
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        with self._lock:
+            if self._sessions is None or self._pid != os.getpid():
+                self._sessions = make_session_factory(make_engine(self.settings.effective_database_url))
+                self._pid = os.getpid()
+            return self._sessions
+
+    @property
+    def policy(self):
+        if self._policy is None:
+            from scoring.urgency import load_policy
+
+            self._policy = load_policy(self.settings.policy_file)
+        return self._policy
+
+    def triager(self):
+        """``(triager, None)`` when the model is usable, else ``(None, reason)``."""
+        with self._lock:
+            if not self._model_checked:
+                self._model_checked = True
+                self._load_model()
+            return self._triager, self._unavailable
+
+    def _load_model(self) -> None:
+        settings = self.settings
+        missing = missing_parts(settings.cxr_foundation_dir, settings.vocab_path)
+        if missing:
+            self._unavailable = "CXR Foundation weights not installed"
+            log.warning("%s Missing: %s", WEIGHTS_HINT, "; ".join(missing))
+            return
+        try:
+            from scoring.triage import Triager
+
+            self._triager = Triager(settings.cxr_foundation_dir, settings.vocab_path, self.policy)
+            log.info("CXR Foundation loaded from %s", settings.cxr_foundation_dir)
+        except Exception as exc:  # a broken model must not take triage down with it
+            self._unavailable = f"CXR Foundation failed to load ({type(exc).__name__})"
+            log.exception("CXR Foundation failed to load from %s", settings.cxr_foundation_dir)

@@ -1,0 +1,64 @@
+"""The outbox relay: publish committed outbox rows to the broker, then mark them sent.
+
+A broker outage only delays work: rows stay unsent and go out when it returns. A crash
+between publishing and marking can publish a row twice; tasks are idempotent per study
+revision, so the second delivery does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import outbox
+from worker.app import REDIS_PRIORITY_BY_RANK, TRIAGE_TASK
+
+log = logging.getLogger(__name__)
+
+TASK_NAMES = {"triage": TRIAGE_TASK}
+
+
+class OutboxRelay:
+    def __init__(self, *, app: Celery, sessions: sessionmaker[Session], poll_seconds: float,
+                 on_published=None) -> None:
+        self._app = app
+        self._sessions = sessions
+        self._poll = poll_seconds
+        self._on_published = on_published
+        self.broker_ok: bool | None = None
+
+    def run_once(self) -> int:
+        """Publish what is pending; returns how many rows were published."""
+        with self._sessions() as session:
+            messages = outbox.pending(session)
+            sent: list[int] = []
+            try:
+                for message in messages:
+                    self._app.send_task(
+                        TASK_NAMES[message.task],
+                        args=[message.study_id, message.revision],
+                        queue=message.task,
+                        priority=REDIS_PRIORITY_BY_RANK.get(message.priority_rank, 6),
+                    )
+                    sent.append(message.id)
+                self.broker_ok = True
+            except Exception as exc:  # the broker is down: keep the rest for the next round
+                if self.broker_ok is not False:
+                    log.warning("broker unavailable (%s); %d message(s) wait in the outbox",
+                                type(exc).__name__, len(messages) - len(sent))
+                self.broker_ok = False
+            outbox.mark_sent(session, ids=sent)
+        if sent and self._on_published:
+            self._on_published(len(sent))
+        return len(sent)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("outbox relay round failed")
+            stop.wait(self._poll)

@@ -1,0 +1,88 @@
+"""One triage: claim the study revision, score its chest images, commit the priority."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pydicom
+
+from db import triage as db_triage
+from dicom.errors import UnscorableImage
+from dicom.pixels import to_model_png
+from dicom.selection import choose_images
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "cxr-foundation"
+
+
+def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
+    """Triage ``study_id`` at ``revision``; returns "triaged" or "skipped" (stale/duplicate)."""
+    from scoring.urgency import assess
+
+    with ctx.sessions() as session:
+        study = db_triage.claim(session, study_id=study_id, revision=revision)
+    if study is None:
+        log.info("study #%d revision %d: nothing to do (stale or already triaged)", study_id, revision)
+        return "skipped"
+
+    started = time.perf_counter()
+    triager, unavailable = ctx.triager()
+    records: list[db_triage.ScoreRecord] = []
+    notes: list[str] = []
+    scores = None
+    if triager is None:
+        notes.append(f"AI unavailable: {unavailable}")
+    else:
+        scores, records, notes = _score_study(ctx, triager, study)
+    assessment = assess(
+        scores, study.ordered_priority, ctx.policy, unavailable_reason="; ".join(notes) if scores is None else None
+    )
+    reasons = list(assessment.reasons)
+    if scores is not None:
+        reasons += notes
+    with ctx.sessions() as session:
+        db_triage.record_result(
+            session,
+            study_id=study.id,
+            revision=study.revision,
+            priority=assessment.priority,
+            urgency_score=assessment.urgency_score,
+            reasons=reasons,
+            scores=records,
+        )
+    log.info(
+        "study #%d revision %d triaged: %s in %.2f s",
+        study.id, study.revision, assessment.priority.value, time.perf_counter() - started,
+    )
+    return "triaged"
+
+
+def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
+    """Score each chosen image; the study's score per finding is the highest over its images."""
+    from scoring.heads import FindingScores
+
+    selection = choose_images(study.instances)
+    notes = [selection.note] if selection.note else []
+    records: list[db_triage.ScoreRecord] = []
+    per_image: list[FindingScores] = []
+    for info in selection.chosen:
+        try:
+            ds = pydicom.dcmread(ctx.data_dir / info.path)
+            png = to_model_png(ds)
+        except UnscorableImage as exc:
+            notes.append(f"image #{info.id} not scored: {exc.reason}")
+            continue
+        embedding, scores = triager.score_png(png)
+        per_image.append(scores)
+        records.append(
+            db_triage.ScoreRecord(
+                model=MODEL_NAME, instance_id=info.id,
+                findings=dict(scores.items()), embedding=embedding.to_bytes(),
+            )
+        )
+    if not per_image:
+        return None, records, notes or ["no image could be scored"]
+    return FindingScores.highest(per_image), records, notes
