@@ -13,6 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
 from pynetdicom.sop_class import (
     ComputedRadiographyImageStorage,
@@ -37,6 +43,19 @@ STORAGE_SOP_CLASSES = (
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
 )
+
+def _preferred_syntaxes() -> list[str]:
+    """Every transfer syntax, in the order we pick from what a sender proposes.
+
+    The acceptor's order decides (pynetdicom), so compressed syntaxes come first: a sender
+    offering its file's own compression then sends it as is, never transcoded. Uncompressed
+    ones follow, explicit before implicit VR.
+    """
+    uncompressed = [DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
+                    ImplicitVRLittleEndian]
+    compressed = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in uncompressed]
+    return compressed + uncompressed
+
 
 # Called with (result, status): result is "stored", "duplicate", "reopened" or "refused".
 StoreObserver = Callable[[str, int], None]
@@ -125,7 +144,7 @@ class Listener:
         self._ae.require_called_aet = True
         self._ae.add_supported_context(Verification)
         for sop_class in STORAGE_SOP_CLASSES:
-            self._ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+            self._ae.add_supported_context(sop_class, _preferred_syntaxes())
         self._server = None
 
     def start(self) -> None:

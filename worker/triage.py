@@ -31,18 +31,14 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
     started = time.perf_counter()
     triager, unavailable = ctx.triager()
     records: list[db_triage.ScoreRecord] = []
-    notes: list[str] = []
-    scores = None
     if triager is None:
-        notes.append(f"AI unavailable: {unavailable}")
+        assessment = assess(None, study.ordered_priority, ctx.policy, unavailable_reason=unavailable)
+        reasons = list(assessment.reasons)
     else:
         scores, records, notes = _score_study(ctx, triager, study)
-    assessment = assess(
-        scores, study.ordered_priority, ctx.policy, unavailable_reason="; ".join(notes) if scores is None else None
-    )
-    reasons = list(assessment.reasons)
-    if scores is not None:
-        reasons += notes
+        assessment = assess(scores, study.ordered_priority, ctx.policy, unavailable_reason="; ".join(notes))
+        # Without scores the notes say why (no chest image, undecodable pixels, ...).
+        reasons = notes if scores is None else list(assessment.reasons) + notes
     with ctx.sessions() as session:
         db_triage.record_result(
             session,
@@ -62,7 +58,7 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
 
 def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
     """Score each chosen image; the study's score per finding is the highest over its images."""
-    from scoring.heads import FindingScores
+    from scoring.heads import FindingScores, highest
 
     selection = choose_images(study.instances)
     notes = [selection.note] if selection.note else []
@@ -85,4 +81,4 @@ def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
         )
     if not per_image:
         return None, records, notes or ["no image could be scored"]
-    return FindingScores.highest(per_image), records, notes
+    return highest(per_image), records, notes

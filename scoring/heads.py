@@ -1,0 +1,170 @@
+"""Zero-shot finding heads: image tokens + prompt-pair text embeddings → one score per finding.
+
+Google's zero-shot recipe (MODELS.md A4, notebook ``classify_images_with_natural_language``):
+``sim(t) = max_i cos(img[i], t)`` over the 32 contrastive image tokens and
+``score = sim(positive prompt) - sim(negative prompt)``; no softmax. Scores are therefore
+uncalibrated differences of cosines, roughly in [-1, 1]; thresholds live in the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from scoring.cxr_foundation import ImageEmbedding
+
+__all__ = [
+    "DEFAULT_FINDINGS",
+    "Finding",
+    "FindingScores",
+    "PromptEmbeddings",
+    "embed_prompts",
+    "max_cosine",
+    "score_findings",
+    "zero_shot_score",
+]
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A finding scored zero-shot from a (positive, negative) prompt pair."""
+
+    name: str
+    prompt_positive: str
+    prompt_negative: str
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name != self.name.lower():
+            raise ValueError(f"finding name must be a lower-case identifier, got {self.name!r}")
+        if not self.prompt_positive.strip() or not self.prompt_negative.strip():
+            raise ValueError(f"finding {self.name!r} needs a non-empty positive and negative prompt")
+
+
+# The first four pairs are Google's own (MODELS.md A4); the rest follow the same pattern.
+DEFAULT_FINDINGS: tuple[Finding, ...] = (
+    Finding("pneumothorax", "small pneumothorax", "no pneumothorax"),
+    Finding("pleural_effusion", "large pleural effusion", "no pleural effusion"),
+    Finding("airspace_opacity", "Airspace Opacity", "no evidence of airspace disease"),
+    Finding("pulmonary_edema", "moderate pulmonary edema", "no pulmonary edema"),
+    Finding("cardiomegaly", "cardiomegaly", "normal heart size"),
+    Finding("pneumoperitoneum", "free air under the diaphragm", "no free air under the diaphragm"),
+    Finding("widened_mediastinum", "widened mediastinum", "normal mediastinum"),
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FindingScores(Mapping[str, float]):
+    """Zero-shot score per finding name; read-only, every score a finite float.
+
+    Behaves as a ``Mapping[str, float]`` (``scores["pneumothorax"]``, ``dict(scores)``).
+    """
+
+    scores: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        checked: dict[str, float] = {}
+        for name, value in dict(self.scores).items():
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"score for {name!r} is not finite")
+            checked[str(name)] = number
+        object.__setattr__(self, "scores", MappingProxyType(checked))
+
+    def __getitem__(self, name: str) -> float:
+        return self.scores[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v:.3f}" for k, v in self.scores.items())
+        return f"FindingScores({inner})"
+
+
+# finding name → (positive, negative) contrastive text embeddings, each float32 (128,)
+PromptEmbeddings = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+def max_cosine(tokens: np.ndarray, text: np.ndarray) -> float:
+    """Highest cosine similarity between any image token and the text embedding.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Contrastive image tokens, (32, 128) (any (n, d) works).
+    text : numpy.ndarray
+        Contrastive text embedding, (d,).
+    """
+    tokens = np.asarray(tokens, dtype=np.float64)
+    text = np.asarray(text, dtype=np.float64).reshape(-1)
+    if tokens.ndim != 2 or tokens.shape[1] != text.shape[0]:
+        raise ValueError(f"token shape {tokens.shape} does not match text shape {text.shape}")
+    # Normalise here even though the model's outputs are already L2-normalised: stored or
+    # third-party embeddings may not be, and cosine is what the recipe specifies.
+    token_norms = np.linalg.norm(tokens, axis=1) + _EPS
+    cosines = tokens @ text / (token_norms * (np.linalg.norm(text) + _EPS))
+    return float(cosines.max())
+
+
+def zero_shot_score(tokens: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:
+    """``max_cosine(tokens, positive) - max_cosine(tokens, negative)``; > 0 leans positive."""
+    return max_cosine(tokens, positive) - max_cosine(tokens, negative)
+
+
+def embed_prompts(
+    findings: Iterable[Finding], embed_text: Callable[[str], np.ndarray]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Embed every finding's prompt pair once (done at start-up, then reused per image).
+
+    Parameters
+    ----------
+    findings : iterable of Finding
+    embed_text : callable
+        E.g. ``CxrFoundation.embed_text``.
+    """
+    return {f.name: (embed_text(f.prompt_positive), embed_text(f.prompt_negative)) for f in findings}
+
+
+def score_findings(embedding: ImageEmbedding | np.ndarray, prompts: PromptEmbeddings) -> FindingScores:
+    """Score one image against every finding's prompt pair.
+
+    Parameters
+    ----------
+    embedding : ImageEmbedding or numpy.ndarray
+        The image embedding, or its contrastive tokens (32, 128) directly (e.g. Google's
+        precomputed 4096-float vectors reshaped).
+    prompts : PromptEmbeddings
+        From :func:`embed_prompts`.
+
+    Returns
+    -------
+    FindingScores
+        One zero-shot score per finding in ``prompts``.
+    """
+    tokens = embedding.contrastive if isinstance(embedding, ImageEmbedding) else np.asarray(embedding)
+    return FindingScores({name: zero_shot_score(tokens, pos, neg) for name, (pos, neg) in prompts.items()})
+
+
+def highest(per_image: Sequence[FindingScores]) -> FindingScores:
+    """A study's scores from its images': a finding seen on any view counts for the study.
+
+    Raises
+    ------
+    ValueError
+        If ``per_image`` is empty or the images were scored on different findings.
+    """
+    if not per_image:
+        raise ValueError("no image scores to combine")
+    names = set(per_image[0])
+    if any(set(scores) != names for scores in per_image):
+        raise ValueError("image scores cover different findings")
+    return FindingScores({name: max(scores[name] for scores in per_image) for name in per_image[0]})

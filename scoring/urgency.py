@@ -1,0 +1,275 @@
+"""Finding scores + ordered priority → worklist priority, 0–100 urgency and readable reasons.
+
+The policy (thresholds, severities, implied priorities, prompts) lives in ``policy.toml``
+so a clinical lead can read and change it without touching code. One rule is not
+configurable: the AI may raise a study above the ordered priority, never lower it.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scoring.errors import PolicyError, ScoringError
+from scoring.heads import Finding, FindingScores
+from scoring.priority import Priority
+
+__all__ = ["DEFAULT_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess", "load_policy"]
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
+
+_RULE_KEYS = {"label", "prompt_positive", "prompt_negative", "threshold", "severity", "priority"}
+_TOP_KEYS = {"format", "urgency", "findings"}
+_FORMAT = 1
+_THRESHOLD_RANGE = (-2.0, 2.0)  # a difference of two cosines cannot leave [-2, 2]
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRule:
+    """What one finding means for the worklist (one ``[findings.<name>]`` table)."""
+
+    name: str
+    label: str
+    prompt_positive: str
+    prompt_negative: str
+    threshold: float
+    severity: float
+    priority: Priority
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priority", Priority(self.priority))
+        lo, hi = _THRESHOLD_RANGE
+        if not (math.isfinite(self.threshold) and lo <= self.threshold <= hi):
+            raise ValueError(f"threshold must be a number in [{lo}, {hi}], got {self.threshold!r}")
+        if not (math.isfinite(self.severity) and 0.0 <= self.severity <= 1.0):
+            raise ValueError(f"severity must be a number in [0, 1], got {self.severity!r}")
+        Finding(self.name, self.prompt_positive, self.prompt_negative)  # validates name/prompts
+
+    @property
+    def finding(self) -> Finding:
+        """The prompt pair the zero-shot head scores."""
+        return Finding(self.name, self.prompt_positive, self.prompt_negative)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated urgency policy: the rules in file order plus the urgency scale."""
+
+    rules: tuple[FindingRule, ...]
+    urgency_scale: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.rules:
+            raise ValueError("the policy names no findings")
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError("a finding is named twice")
+        if not (math.isfinite(self.urgency_scale) and self.urgency_scale > 0):
+            raise ValueError(f"urgency scale must be a number > 0, got {self.urgency_scale!r}")
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """The findings (prompt pairs) the heads must score for this policy."""
+        return tuple(r.finding for r in self.rules)
+
+    def rule(self, name: str) -> FindingRule:
+        """The rule for one finding (KeyError if the policy does not name it)."""
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """Outcome for one study: final priority, urgency (None without AI) and why."""
+
+    priority: Priority
+    urgency_score: float | None
+    reasons: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priority", Priority(self.priority))
+        u = self.urgency_score
+        if u is not None and not (math.isfinite(u) and 0.0 <= u <= 100.0):
+            raise ValueError(f"urgency score must be in [0, 100], got {u!r}")
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy file.
+
+    Parameters
+    ----------
+    path : Path, optional
+        A TOML file laid out like the shipped ``scoring/policy.toml`` (the default).
+
+    Raises
+    ------
+    PolicyError
+        If the file cannot be read, is not TOML, or fails validation; the message names
+        the file and the offending table/key.
+    """
+    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy file ({type(exc).__name__})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return _parse_policy(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        message = exc.args[0] if exc.args else type(exc).__name__
+        raise PolicyError(f"{path}: {message}") from exc
+
+
+def _parse_policy(data: Mapping[str, Any]) -> Policy:
+    """Build a Policy from the parsed TOML, naming the table of any problem."""
+    _no_unknown_keys("the top level", data, _TOP_KEYS)
+    if data.get("format") != _FORMAT:
+        raise ValueError(f"'format' must be {_FORMAT}, got {data.get('format')!r}")
+    urgency = data.get("urgency", {})
+    _require_table("[urgency]", urgency)
+    _no_unknown_keys("[urgency]", urgency, {"scale"})
+    findings = data.get("findings")
+    _require_table("[findings]", findings)
+    rules = []
+    for name, table in findings.items():
+        where = f"[findings.{name}]"
+        _require_table(where, table)
+        _no_unknown_keys(where, table, _RULE_KEYS)
+        missing = sorted(_RULE_KEYS - table.keys())
+        if missing:
+            raise ValueError(f"{where} is missing {', '.join(missing)}")
+        try:
+            rules.append(
+                FindingRule(
+                    name=name,
+                    label=_typed(table, "label", str),
+                    prompt_positive=_typed(table, "prompt_positive", str),
+                    prompt_negative=_typed(table, "prompt_negative", str),
+                    threshold=float(_typed(table, "threshold", (int, float))),
+                    severity=float(_typed(table, "severity", (int, float))),
+                    priority=_priority(table["priority"]),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+    scale = float(_typed(urgency, "scale", (int, float))) if "scale" in urgency else 0.05
+    try:
+        return Policy(rules=tuple(rules), urgency_scale=scale)
+    except ValueError as exc:
+        raise ValueError(f"[urgency]/[findings]: {exc}") from exc
+
+
+def assess(
+    scores: FindingScores | None,
+    ordered: Priority | str,
+    policy: Policy,
+    *,
+    unavailable_reason: str | None = None,
+) -> Assessment:
+    """Decide a study's worklist priority from its finding scores.
+
+    Notes
+    -----
+    * Each finding with ``score >= threshold`` implies its rule's priority; the final
+      priority is ``Priority.most_urgent(ordered, *implied)``, so never below ``ordered``.
+    * Urgency (0–100, higher = read sooner) is::
+
+          urgency = 100 * max_f  severity_f * sigmoid((score_f - threshold_f) / scale)
+
+      It rises monotonically with every score, is 50 × severity for a finding exactly at
+      its threshold, approaches 100 × severity far above it and 0 far below.
+    * Without scores (AI unavailable) the ordered priority is kept, urgency is None and
+      the reason says ``"AI unavailable: …"``.
+
+    Parameters
+    ----------
+    scores : FindingScores or None
+        Zero-shot scores; None when the AI could not score the study.
+    ordered : Priority or str
+        The priority the clinician ordered.
+    policy : Policy
+    unavailable_reason : str, optional
+        Why there are no scores (PHI-free), shown on the worklist.
+
+    Returns
+    -------
+    Assessment
+
+    Raises
+    ------
+    ScoringError
+        If ``scores`` lacks a finding the policy names (heads and policy out of step).
+    ValueError
+        If ``ordered`` is not a priority.
+    """
+    ordered = Priority(ordered)
+    if scores is None:
+        return Assessment(ordered, None, (f"AI unavailable: {unavailable_reason or 'no scores'}",))
+    missing = [r.name for r in policy.rules if r.name not in scores]
+    if missing:
+        raise ScoringError(f"no score for finding(s) named in the policy: {', '.join(missing)}")
+    present = [r for r in policy.rules if scores[r.name] >= r.threshold]
+    # Most urgent first, then by how far the score clears its threshold.
+    present.sort(key=lambda r: (-r.priority.rank, r.threshold - scores[r.name]))
+    priority = Priority.most_urgent(ordered, *(r.priority for r in present))
+    reasons = tuple(
+        f"{r.name} {scores[r.name]:.2f} ≥ {r.threshold:.2f} → {r.priority.value}" for r in present
+    ) or (_closest_miss(scores, policy),)
+    return Assessment(priority, _urgency(scores, policy), reasons)
+
+
+def _urgency(scores: FindingScores, policy: Policy) -> float:
+    """The 0–100 urgency defined in :func:`assess`."""
+    contributions = (
+        r.severity * _sigmoid((scores[r.name] - r.threshold) / policy.urgency_scale) for r in policy.rules
+    )
+    return min(100.0, max(0.0, 100.0 * max(contributions)))
+
+
+def _closest_miss(scores: FindingScores, policy: Policy) -> str:
+    """Reason text when nothing reaches its threshold: the nearest miss, for transparency."""
+    r = min(policy.rules, key=lambda r: r.threshold - scores[r.name])
+    return f"no finding at threshold (closest: {r.name} {scores[r.name]:.2f} < {r.threshold:.2f})"
+
+
+def _sigmoid(x: float) -> float:
+    """Logistic function, overflow-safe for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _require_table(where: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{where} must be a table, got {type(value).__name__}")
+
+
+def _no_unknown_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    # Catches typos such as "treshold", which would otherwise silently use no threshold.
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = table[key]
+    # bool is an int in Python; `threshold = true` is a mistake, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"'{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _priority(value: Any) -> Priority:
+    try:
+        return Priority(str(value).upper())
+    except ValueError:
+        allowed = ", ".join(p.value for p in Priority)
+        raise ValueError(f"priority must be one of {allowed}, got {value!r}") from None

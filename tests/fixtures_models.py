@@ -1,0 +1,27 @@
+"""Session fixtures that build stand-in models once; imported by ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+__all__ = ["cxr_foundation_dir"]
+
+# Built at most once per test process, even if several modules import the fixture.
+_BUILT: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def cxr_foundation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like the real CXR Foundation download, holding the tiny stand-ins
+    (``elixr-c-v2-pooled/``, ``pax-elixr-b-text/``, ``vocab.txt``).
+
+    Skips the test when tensorflow is not installed.
+    """
+    pytest.importorskip("tensorflow")
+    from tests.standins import build_cxr_foundation_standin
+
+    if "cxr_foundation" not in _BUILT:
+        _BUILT["cxr_foundation"] = build_cxr_foundation_standin(tmp_path_factory.mktemp("cxr_foundation"))
+    return _BUILT["cxr_foundation"]
