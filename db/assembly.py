@@ -27,7 +27,7 @@ def complete_quiet_studies(session: Session, *, stable_seconds: float, now: dt.d
         .with_for_update(skip_locked=True)
     ).all()
     for study in studies:
-        study.status = StudyStatus.QUEUED
+        study.move_to(StudyStatus.QUEUED, now)
         study.completed_at = now
         session.add(
             OutboxMessage(

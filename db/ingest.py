@@ -75,6 +75,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> IngestOutco
             priority=new.ordered_priority.value,
             priority_rank=new.ordered_priority.rank,
             status=StudyStatus.RECEIVING,
+            state_changed_at=now,
             reasons=[],
             revision=1,
             received_at=now,
@@ -91,7 +92,8 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> IngestOutco
             study.accession_number = new.accession_number
         if study.status != StudyStatus.RECEIVING:
             study.revision += 1
-            study.status = StudyStatus.RECEIVING
+            study.attempts = 0
+            study.move_to(StudyStatus.RECEIVING, now)
             study.completed_at = None
             session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED

@@ -31,6 +31,16 @@ class StudyStatus:
     FINAL = (TRIAGED, FAILED)
 
 
+class DraftStatus:
+    """Where a study's MedGemma draft is; ``None`` until triage decides."""
+
+    DISABLED = "disabled"  # no MedGemma weights: drafts are off
+    QUEUED = "queued"
+    DRAFTING = "drafting"
+    DRAFTED = "drafted"
+    FAILED = "failed"
+
+
 class Study(Base):
     __tablename__ = "studies"
 
@@ -48,8 +58,22 @@ class Study(Base):
     last_instance_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     triaged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When ``status`` last changed: the reconciliation sweep re-drives studies stuck too long.
+    state_changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # triage attempts of this revision
+    draft_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    draft_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
+
+    def move_to(self, status: str, now: dt.datetime | None = None) -> None:
+        """Change ``status`` and stamp when, for the reconciliation sweep."""
+        self.status = status
+        self.state_changed_at = now or utcnow()
+
+    def move_draft_to(self, status: str | None, now: dt.datetime | None = None) -> None:
+        self.draft_status = status
+        self.draft_changed_at = now or utcnow()
 
 
 class Instance(Base):
@@ -113,3 +137,37 @@ class Event(Base):
     stage: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Draft(Base):
+    """An UNVERIFIED MedGemma draft of the findings for one study revision."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (UniqueConstraint("study_id", "revision", name="uq_draft_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(128))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    findings: Mapped[str] = mapped_column(Text, default="")
+    impression: Mapped[str] = mapped_column(Text, default="")
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    new_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Export of the draft as a DICOM SR to the configured destination.
+    sr_status: Mapped[str | None] = mapped_column(String(16))  # pending, sent, failed; None: no destination
+    sr_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sr_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerHeartbeat(Base):
+    """The last sign of life of each worker process, for /healthz."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(64))
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

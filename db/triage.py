@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Event, Score, Study, StudyStatus, utcnow
+from db.models import DraftStatus, Event, OutboxMessage, Score, Study, StudyStatus, utcnow
 from scoring.priority import Priority
 
-_CLAIMABLE = (StudyStatus.QUEUED, StudyStatus.TRIAGING)
+DRAFT_TASK = "draft"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class StudyForTriage:
     id: int
     revision: int
     ordered_priority: Priority
+    attempts: int
     instances: tuple[InstanceInfo, ...]
 
 
@@ -41,23 +42,50 @@ class ScoreRecord:
     embedding: bytes | None = None
 
 
-def claim(session: Session, *, study_id: int, revision: int) -> StudyForTriage | None:
-    """Mark the study as being triaged; ``None`` when this task is stale or a duplicate.
-
-    A study left ``triaging`` by a worker that died is claimed again.
-    """
-    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
-    if study is None or study.revision != revision or study.status not in _CLAIMABLE:
-        session.rollback()
-        return None
-    study.status = StudyStatus.TRIAGING
-    session.add(Event(study_id=study.id, stage="triaging", detail=f"revision {revision}"))
-    instances = tuple(
+def instance_infos(study: Study) -> tuple[InstanceInfo, ...]:
+    return tuple(
         InstanceInfo(i.id, i.path, i.sop_class_uid, i.modality, i.body_part, i.view_position) for i in study.instances
     )
-    snapshot = StudyForTriage(study.id, study.revision, Priority(study.ordered_priority), instances)
+
+
+def _locked(session: Session, study_id: int, revision: int, *statuses: str) -> Study | None:
+    """The study row, locked, if it is at ``revision`` in one of ``statuses``; else None."""
+    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+    if study is None or study.revision != revision or study.status not in statuses:
+        session.rollback()
+        return None
+    return study
+
+
+def claim(session: Session, *, study_id: int, revision: int) -> StudyForTriage | None:
+    """Move a queued study to ``triaging``; ``None`` when this delivery is stale or a duplicate.
+
+    Only a queued study can be claimed, so a second delivery of the same task while the
+    first still runs does nothing; a study left ``triaging`` by a dead worker is put back
+    in the queue by the reconciliation sweep.
+    """
+    study = _locked(session, study_id, revision, StudyStatus.QUEUED)
+    if study is None:
+        return None
+    study.move_to(StudyStatus.TRIAGING)
+    study.attempts += 1
+    session.add(Event(study_id=study.id, stage="triaging", detail=f"revision {revision}, attempt {study.attempts}"))
+    snapshot = StudyForTriage(
+        study.id, study.revision, Priority(study.ordered_priority), study.attempts, instance_infos(study)
+    )
     session.commit()
     return snapshot
+
+
+def release(session: Session, *, study_id: int, revision: int, reason: str) -> bool:
+    """Put a claimed study back in the queue after a transient error (the task retries)."""
+    study = _locked(session, study_id, revision, StudyStatus.TRIAGING)
+    if study is None:
+        return False
+    study.move_to(StudyStatus.QUEUED)
+    session.add(Event(study_id=study.id, stage="retry", detail=reason))
+    session.commit()
+    return True
 
 
 def record_result(
@@ -69,20 +97,24 @@ def record_result(
     urgency_score: float | None,
     reasons: list[str],
     scores: list[ScoreRecord],
+    draft: bool = False,
     now: dt.datetime | None = None,
 ) -> bool:
-    """Commit a triage result; returns False (writing nothing) when the revision is stale."""
-    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
-    if study is None or study.revision != revision or study.status not in _CLAIMABLE:
-        session.rollback()
+    """Commit a triage result; returns False (writing nothing) when the revision is stale.
+
+    With ``draft`` the study is queued for a MedGemma draft in the same transaction.
+    """
+    study = _locked(session, study_id, revision, StudyStatus.TRIAGING)
+    if study is None:
         return False
+    now = now or utcnow()
     # The order is the floor whatever the caller computed.
     final = Priority.most_urgent(study.ordered_priority, priority)
     study.priority, study.priority_rank = final.value, final.rank
     study.urgency_score = urgency_score
     study.reasons = list(reasons)
-    study.status = StudyStatus.TRIAGED
-    study.triaged_at = now or utcnow()
+    study.move_to(StudyStatus.TRIAGED, now)
+    study.triaged_at = now
     for score in scores:
         session.add(
             Score(
@@ -94,6 +126,11 @@ def record_result(
                 embedding=score.embedding,
             )
         )
+    if draft:
+        study.move_draft_to(DraftStatus.QUEUED, now)
+        session.add(OutboxMessage(task=DRAFT_TASK, study_id=study.id, revision=revision, priority_rank=final.rank))
+    else:
+        study.move_draft_to(DraftStatus.DISABLED, now)
     session.add(Event(study_id=study.id, stage="triaged", detail=f"revision {revision}, {final.value}"))
     session.commit()
     return True
@@ -101,11 +138,10 @@ def record_result(
 
 def record_failure(session: Session, *, study_id: int, revision: int, reason: str) -> bool:
     """Mark the study failed; it stays on the worklist at its ordered priority."""
-    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
-    if study is None or study.revision != revision or study.status not in _CLAIMABLE:
-        session.rollback()
+    study = _locked(session, study_id, revision, StudyStatus.QUEUED, StudyStatus.TRIAGING)
+    if study is None:
         return False
-    study.status = StudyStatus.FAILED
+    study.move_to(StudyStatus.FAILED)
     study.reasons = [f"triage failed: {reason}"]
     session.add(Event(study_id=study.id, stage="failed", detail=reason))
     session.commit()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Instance, Study
+from db.models import DraftStatus, Instance, Study, StudyStatus
 
 
 def worklist(session: Session, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -59,3 +59,12 @@ def _iso(value: dt.datetime | None) -> str | None:
 def status_counts(session: Session) -> dict[str, int]:
     """How many studies are in each status (for metrics)."""
     return dict(session.execute(select(Study.status, func.count()).group_by(Study.status)).all())
+
+
+def queue_depths(session: Session) -> dict[str, int]:
+    """Studies waiting for a worker, per queue (the database is the queue of record)."""
+    triage = session.scalar(select(func.count()).select_from(Study).where(Study.status == StudyStatus.QUEUED)) or 0
+    draft = session.scalar(
+        select(func.count()).select_from(Study).where(Study.draft_status == DraftStatus.QUEUED)
+    ) or 0
+    return {"triage": triage, "draft": draft}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,11 +29,3 @@ class Assembler:
             if self._on_completed:
                 self._on_completed(len(completed))
         return completed
-
-    def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("assembler round failed")
-            stop.wait(self.poll_seconds)

@@ -75,12 +75,15 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int) ->
     from radtriage import logs
 
     logs.configure(settings.log_level)
+    from worker import heartbeat
     from worker.app import create_app
     from worker.context import WorkerContext
     from worker.tasks import register
 
     app = create_app(settings)
-    register(app, WorkerContext(settings))
+    context = WorkerContext(settings)
+    register(app, context)
+    heartbeat.start(lambda: context.sessions, queues=queues)
     app.worker_main([
         "worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-l", settings.log_level,
         "-n", f"radtriage-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -31,6 +31,14 @@ TRIAGE_SECONDS = Histogram(
     "Time a triage task takes, model included",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+DRAFT_TASKS = Counter("radtriage_draft_tasks", "Draft batches by outcome", ["outcome"])
+DRAFT_SECONDS = Histogram(
+    "radtriage_draft_seconds",
+    "Time a draft batch takes, generation included",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)
+SWEEP_REDRIVEN = Counter("radtriage_sweep_redriven", "Studies the reconciliation sweep queued again", ["queue"])
+SR_EXPORTS = Counter("radtriage_sr_exports", "Draft reports sent to PACS as DICOM SR, by result", ["result"])
 
 
 def record_store(result: str, status: int) -> None:

@@ -1,4 +1,4 @@
-"""``radtriage serve``: listener, assembler, outbox relay, HTTP API and a supervised worker."""
+"""``radtriage serve``: listener, assembler, outbox relay, sweep, HTTP API and supervised workers."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 import uvicorn
 from prometheus_client import multiprocess
 
-from db.session import make_engine, make_session_factory, migrate
+from db import heartbeats
 from db.outbox import count_pending
-from db.worklist import status_counts
+from db.session import make_engine, make_session_factory, migrate
+from db.worklist import queue_depths, status_counts
 from dicom.assembler import Assembler
 from dicom.listener import Listener, StoreHandler
 from radtriage import health, metrics
@@ -21,10 +23,13 @@ from radtriage.settings import Settings
 from radtriage.supervisor import WorkerSupervisor
 from scoring.cxr_foundation import missing_parts
 from worker.app import create_app
-from worker.context import WEIGHTS_HINT
+from worker.context import WEIGHTS_HINT, medgemma_missing
 from worker.relay import OutboxRelay
+from worker.sweep import Sweep
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_FRESH_SECONDS = 30.0
 
 
 class Daemon:
@@ -35,6 +40,7 @@ class Daemon:
         self._config_file = config_file
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.workers: dict[str, WorkerSupervisor] = {}
 
     def start(self) -> None:
         s = self.settings
@@ -46,6 +52,10 @@ class Daemon:
         missing = missing_parts(s.cxr_foundation_dir, s.vocab_path)
         if missing:
             log.warning("%s Missing: %s", WEIGHTS_HINT, "; ".join(missing))
+        self.drafts_unavailable = medgemma_missing(s.medgemma_model)
+        if self.drafts_unavailable:
+            log.warning("MedGemma drafts disabled (%s); triage is unaffected. See README 'Model weights'.",
+                        self.drafts_unavailable)
 
         handler = StoreHandler(data_dir=s.data_dir.resolve(), sessions=self.sessions, observe=metrics.record_store)
         self.listener = Listener(
@@ -54,52 +64,78 @@ class Daemon:
         )
         self.listener.start()
 
-        self.assembler = Assembler(
+        assembler = Assembler(
             sessions=self.sessions, stable_seconds=s.stable_seconds, on_completed=metrics.STUDIES_COMPLETED.inc
         )
-        self.relay = OutboxRelay(
-            app=create_app(s), sessions=self.sessions, poll_seconds=s.outbox_poll_seconds,
-            on_published=metrics.OUTBOX_PUBLISHED.inc,
-        )
-        self._spawn("assembler", self.assembler.run_forever)
-        self._spawn("outbox-relay", self.relay.run_forever)
+        self.relay = OutboxRelay(app=create_app(s), sessions=self.sessions, on_published=metrics.OUTBOX_PUBLISHED.inc)
+        sweep = Sweep(sessions=self.sessions, settings=s)
+        sweep.run_once()  # whatever a crash left half-done is queued before new work
+        self._every("assembler", assembler.poll_seconds, assembler.run_once)
+        self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
+        self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
 
-        self.worker = None
         if s.run_worker:
-            argv = ["--pool", "solo"] + (["--config", self._config_file] if self._config_file else [])
-            self.worker = WorkerSupervisor(argv, on_exit=_mark_process_dead)
-            self.worker.start()
+            self._supervise("triage")
+            if not self.drafts_unavailable:
+                self._supervise("draft")
 
         api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics)
         self._http = uvicorn.Server(uvicorn.Config(api, host=s.http_host, port=s.http_port, log_level="warning"))
-        self._spawn("http", lambda _stop: self._http.run())
+        self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)
 
-    def _spawn(self, name: str, target) -> None:
-        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+    def _supervise(self, queue: str) -> None:
+        argv = ["--queues", queue, "--pool", "solo"] + (["--config", self._config_file] if self._config_file else [])
+        self.workers[queue] = WorkerSupervisor(argv, on_exit=_mark_process_dead)
+        self.workers[queue].start()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
+    def _every(self, name: str, seconds: float, step: Callable[[], object]) -> None:
+        """Run ``step`` every ``seconds`` until stop; a failed round is logged, not fatal."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    step()
+                except Exception:
+                    log.exception("%s round failed", name)
+                self._stop.wait(seconds)
+
+        self._spawn(name, loop)
+
     def health(self) -> dict:
+        s = self.settings
         checks = {
             "database": health.database_check(self.engine),
             "dicom_listener": lambda: {"status": "ok" if self.listener.running else "stopped",
-                                       "address": f"{self.settings.dicom_host}:{self.settings.dicom_port}",
-                                       "ae_title": self.settings.ae_title},
+                                       "address": f"{s.dicom_host}:{s.dicom_port}", "ae_title": s.ae_title},
             "queue": lambda: {"status": {True: "ok", False: "unreachable", None: "starting"}[self.relay.broker_ok],
-                              "broker": "embedded" if self.settings.embedded_broker else "redis"},
-            "cxr_foundation": health.model_check(self.settings),
+                              "broker": "embedded" if s.embedded_broker else "redis"},
+            "workers": self._workers_check,
+            "cxr_foundation": health.model_check(s),
+            "drafts": lambda: ({"status": "disabled", "detail": self.drafts_unavailable}
+                               if self.drafts_unavailable else {"status": "ok", "model": s.medgemma_model}),
         }
-        if self.worker is not None:
-            checks["worker"] = lambda: {"status": "ok" if self.worker.alive else "down",
-                                        "restarts": self.worker.restarts}
         return health.report(checks)
+
+    def _workers_check(self) -> dict:
+        with self.sessions() as session:
+            alive = heartbeats.alive_by_queue(session, within_seconds=HEARTBEAT_FRESH_SECONDS)
+        wanted = ["triage"] + ([] if self.drafts_unavailable else ["draft"])
+        status = "ok" if all(alive.get(q) for q in wanted) else "down"
+        supervised = {q: {"alive": w.alive, "restarts": w.restarts} for q, w in self.workers.items()}
+        return {"status": status, "alive_by_queue": alive, "supervised": supervised}
 
     def render_metrics(self) -> tuple[bytes, str]:
         def read():
             with self.sessions() as session:
                 return {
                     "radtriage_studies": ("Studies on the worklist by status", "status", status_counts(session)),
+                    "radtriage_queue_depth": ("Studies waiting for a worker, by queue", "queue", queue_depths(session)),
                     "radtriage_outbox_pending": ("Outbox rows not yet handed to the broker", "",
                                                  {"": count_pending(session)}),
                 }
@@ -117,8 +153,8 @@ class Daemon:
         log.info("shutting down")
         self._http.should_exit = True
         self.listener.stop()
-        if self.worker is not None:
-            self.worker.stop()
+        for worker in self.workers.values():
+            worker.stop()
         for thread in self._threads:
             thread.join(10)
         self.engine.dispose()

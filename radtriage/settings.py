@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     broker_key_prefix: str = Field("", description="Prefix for every Redis key the queue uses (several deployments on one Redis)")
     run_worker: bool = Field(True, description="Let `serve` start and supervise a triage worker process")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="How often queued work is handed to the broker")
+    sweep_interval_seconds: float = Field(10.0, gt=0, description="How often the reconciliation sweep looks for stuck studies")
+    running_timeout_seconds: float = Field(300.0, gt=0, description="A triage or draft running longer than this is presumed dead and queued again")
+    queued_timeout_seconds: float = Field(600.0, gt=0, description="A study queued this long with no message waiting is queued again")
+    task_max_retries: int = Field(5, ge=0, description="Retries (with exponential backoff) of a task failing transiently")
+    task_time_limit_seconds: float = Field(600.0, gt=0, description="A task running longer is stopped and retried")
+
+    # drafts (MedGemma) and their export to PACS
+    medgemma_model: str = Field("google/medgemma-1.5-4b-it", description="MedGemma folder or Hugging Face id (offline: a local folder or the HF cache)")
+    medgemma_max_new_tokens: int = Field(300, ge=1, description="Longest draft, in generated tokens")
+    draft_batch: int = Field(4, ge=1, description="Studies a draft worker generates in one batch, most urgent first")
+    sr_destination: str | None = Field(None, description="HOST:PORT of the PACS that receives draft reports as DICOM SR (unset: no export)")
+    sr_destination_ae_title: str = Field("PACS", description="Called AE title of the SR destination")
+    sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
 
     # HTTP API
     http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")

@@ -8,6 +8,8 @@ from radtriage.settings import Settings
 
 TRIAGE_QUEUE = "triage"
 TRIAGE_TASK = "radtriage.triage"
+DRAFT_QUEUE = "draft"
+DRAFT_TASK = "radtriage.draft"
 # Redis priorities, 0 = served first (STACK.md); indexed by Priority.rank.
 REDIS_PRIORITY_BY_RANK = {2: 0, 1: 3, 0: 6}
 

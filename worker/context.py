@@ -40,6 +40,9 @@ class WorkerContext:
         self._triager = None
         self._unavailable: str | None = None
         self._model_checked = False
+        self._drafter = None
+        self._drafter_unavailable: str | None = None
+        self._drafter_checked = False
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -80,3 +83,40 @@ class WorkerContext:
         except Exception as exc:  # a broken model must not take triage down with it
             self._unavailable = f"CXR Foundation failed to load ({type(exc).__name__})"
             log.exception("CXR Foundation failed to load from %s", settings.cxr_foundation_dir)
+
+    def drafts_enabled(self) -> bool:
+        """Whether MedGemma weights are present (checked without loading them)."""
+        return medgemma_missing(self.settings.medgemma_model) is None
+
+    def drafter(self):
+        """``(drafter, None)`` when MedGemma is usable, else ``(None, reason)``; loads once."""
+        with self._lock:
+            if not self._drafter_checked:
+                self._drafter_checked = True
+                self._load_drafter()
+            return self._drafter, self._drafter_unavailable
+
+    def _load_drafter(self) -> None:
+        missing = medgemma_missing(self.settings.medgemma_model)
+        if missing:
+            self._drafter_unavailable = missing
+            return
+        try:
+            from scoring.medgemma import MedGemmaDrafter
+
+            self._drafter = MedGemmaDrafter.load(
+                self.settings.medgemma_model, max_new_tokens=self.settings.medgemma_max_new_tokens
+            )
+            log.info("MedGemma loaded")
+        except Exception as exc:  # drafts off, triage unaffected
+            self._drafter_unavailable = f"MedGemma failed to load ({type(exc).__name__})"
+            log.exception("MedGemma failed to load")
+
+
+def medgemma_missing(model: str) -> str | None:
+    """Why MedGemma cannot be used (PHI-free), or None; never imports torch."""
+    try:
+        from scoring.medgemma import missing_model
+    except ImportError:
+        return "MedGemma back-end not installed"
+    return missing_model(model)

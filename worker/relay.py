@@ -8,25 +8,22 @@ revision, so the second delivery does nothing.
 from __future__ import annotations
 
 import logging
-import threading
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import outbox
-from worker.app import REDIS_PRIORITY_BY_RANK, TRIAGE_TASK
+from worker.app import DRAFT_TASK, REDIS_PRIORITY_BY_RANK, TRIAGE_TASK
 
 log = logging.getLogger(__name__)
 
-TASK_NAMES = {"triage": TRIAGE_TASK}
+TASK_NAMES = {"triage": TRIAGE_TASK, "draft": DRAFT_TASK}
 
 
 class OutboxRelay:
-    def __init__(self, *, app: Celery, sessions: sessionmaker[Session], poll_seconds: float,
-                 on_published=None) -> None:
+    def __init__(self, *, app: Celery, sessions: sessionmaker[Session], on_published=None) -> None:
         self._app = app
         self._sessions = sessions
-        self._poll = poll_seconds
         self._on_published = on_published
         self.broker_ok: bool | None = None
 
@@ -54,11 +51,3 @@ class OutboxRelay:
         if sent and self._on_published:
             self._on_published(len(sent))
         return len(sent)
-
-    def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("outbox relay round failed")
-            stop.wait(self._poll)

@@ -1,35 +1,76 @@
-"""Celery tasks: thin wrappers that hand a study revision to ``worker.triage``."""
+"""Celery tasks: thin wrappers that hand work to ``worker.triage`` and ``worker.drafting``."""
 
 from __future__ import annotations
 
+import logging
 import time
 
-from celery import Celery
-from sqlalchemy.exc import OperationalError
+from celery import Celery, Task
 
+from db import triage as db_triage
 from radtriage import metrics
-from worker.app import TRIAGE_TASK
+from worker.app import DRAFT_TASK, TRIAGE_TASK
 from worker.context import WorkerContext
+from worker.drafting import run_draft_batch
+from worker.failures import backoff_seconds, describe, is_transient
 from worker.triage import run_triage
+
+log = logging.getLogger(__name__)
 
 
 def register(app: Celery, context: WorkerContext) -> None:
     """Register the tasks on ``app``; they read everything else from ``context``."""
+    settings = context.settings
 
-    @app.task(
-        name=TRIAGE_TASK,
-        bind=True,
-        acks_late=True,
-        # A database hiccup is worth a retry; anything else is a bug to surface.
-        autoretry_for=(OperationalError,),
-        retry_backoff=True,
-        retry_backoff_max=60,
-        max_retries=8,
-    )
-    def triage(self, study_id: int, revision: int) -> str:
+    @app.task(name=TRIAGE_TASK, bind=True, acks_late=True, soft_time_limit=settings.task_time_limit_seconds)
+    def triage(self: Task, study_id: int, revision: int) -> str:
         started = time.perf_counter()
-        outcome = run_triage(context, study_id, revision)
+        try:
+            outcome = run_triage(context, study_id, revision)
+        except Exception as exc:
+            outcome = _triage_failed(self, context, study_id, revision, exc)
         metrics.TRIAGE_TASKS.labels(outcome=outcome).inc()
-        if outcome == "triaged":
+        if outcome in ("triaged", "failed"):
             metrics.TRIAGE_SECONDS.observe(time.perf_counter() - started)
         return outcome
+
+    @app.task(name=DRAFT_TASK, bind=True, acks_late=True, soft_time_limit=settings.task_time_limit_seconds)
+    def draft(self: Task, study_id: int, revision: int) -> str:
+        # The message is a wake-up call: the database decides which studies are drafted next.
+        started = time.perf_counter()
+        try:
+            outcome = run_draft_batch(context)
+        except Exception as exc:
+            if is_transient(exc) and self.request.retries < settings.task_max_retries:
+                log.warning("draft batch failed transiently (%s); retrying", describe(exc))
+                raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)
+            log.error("draft batch failed (%s)", describe(exc))
+            outcome = "failed"
+        metrics.DRAFT_TASKS.labels(outcome=outcome).inc()
+        if outcome == "drafted":
+            metrics.DRAFT_SECONDS.observe(time.perf_counter() - started)
+        return outcome
+
+
+def _triage_failed(task: Task, context: WorkerContext, study_id: int, revision: int, exc: Exception) -> str:
+    """Retry a transient failure with backoff; otherwise (or when retries are spent) fail the study."""
+    reason = describe(exc)
+    if is_transient(exc) and task.request.retries < context.settings.task_max_retries:
+        log.warning("study #%d: transient %s, retry %d", study_id, reason, task.request.retries + 1)
+        try:
+            with context.sessions() as session:
+                db_triage.release(session, study_id=study_id, revision=revision, reason=reason)
+        except Exception as release_exc:  # the sweep re-drives it if even this fails
+            log.warning("study #%d: could not release (%s)", study_id, describe(release_exc))
+        raise task.retry(countdown=backoff_seconds(task.request.retries), exc=exc)
+    if not is_transient(exc):
+        log.exception("study #%d: permanent failure %s", study_id, reason)
+    with context.sessions() as session:
+        db_triage.record_failure(
+            session, study_id=study_id, revision=revision,
+            reason=reason if not is_transient(exc) else f"{reason} (retries exhausted)",
+        )
+    return "failed"
+
+
+

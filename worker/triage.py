@@ -32,15 +32,22 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
     triager, unavailable = ctx.triager()
     records: list[db_triage.ScoreRecord] = []
     if triager is None:
+        # No model: the ordered priority stands and the worklist says why.
         assessment = assess(None, study.ordered_priority, ctx.policy, unavailable_reason=unavailable)
         reasons = list(assessment.reasons)
     else:
         scores, records, notes = _score_study(ctx, triager, study)
-        assessment = assess(scores, study.ordered_priority, ctx.policy, unavailable_reason="; ".join(notes))
-        # Without scores the notes say why (no chest image, undecodable pixels, ...).
-        reasons = notes if scores is None else list(assessment.reasons) + notes
+        if scores is None:
+            # Nothing scorable (no chest image, undecodable pixels): a permanent failure.
+            with ctx.sessions() as session:
+                db_triage.record_failure(session, study_id=study.id, revision=study.revision,
+                                         reason="; ".join(notes))
+            log.info("study #%d revision %d failed: nothing scorable", study.id, study.revision)
+            return "failed"
+        assessment = assess(scores, study.ordered_priority, ctx.policy)
+        reasons = list(assessment.reasons) + notes
     with ctx.sessions() as session:
-        db_triage.record_result(
+        recorded = db_triage.record_result(
             session,
             study_id=study.id,
             revision=study.revision,
@@ -48,7 +55,10 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
             urgency_score=assessment.urgency_score,
             reasons=reasons,
             scores=records,
+            draft=ctx.drafts_enabled(),
         )
+    if not recorded:
+        return "skipped"
     log.info(
         "study #%d revision %d triaged: %s in %.2f s",
         study.id, study.revision, assessment.priority.value, time.perf_counter() - started,

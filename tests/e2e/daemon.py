@@ -49,7 +49,7 @@ class Daemon:
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.wait_for(lambda: self.health() is not None, 60, "daemon to answer /healthz")
-        self.wait_for(lambda: self.health()["components"].get("worker", {}).get("status") == "ok", 60, "worker")
+        self.wait_for(lambda: self.health()["components"]["workers"]["status"] == "ok", 60, "workers")
         return self
 
     def __exit__(self, *exc) -> None:

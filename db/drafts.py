@@ -1,0 +1,119 @@
+"""The draft queue in the database: the most urgent waiting study is always drafted next.
+
+Brokers only carry wake-up tokens; which studies a draft worker takes is decided here, so
+urgency order holds on the embedded broker (no priorities) as well as on Redis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Draft, DraftStatus, Event, Score, Study, utcnow
+from db.triage import InstanceInfo, instance_infos
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DraftJob:
+    study_id: int
+    revision: int
+    priority: str
+    urgency_score: float | None
+    instances: tuple[InstanceInfo, ...]
+    finding_scores: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DraftRecord:
+    model_id: str
+    prompt_version: str
+    findings: str
+    impression: str
+    raw_text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+
+def claim_batch(session: Session, *, limit: int, now: dt.datetime | None = None) -> list[DraftJob]:
+    """Take up to ``limit`` waiting studies, STAT before URGENT before ROUTINE, then oldest."""
+    now = now or utcnow()
+    studies = session.scalars(
+        select(Study)
+        .where(Study.draft_status == DraftStatus.QUEUED)
+        .order_by(Study.priority_rank.desc(), Study.completed_at, Study.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    jobs = []
+    for study in studies:
+        study.move_draft_to(DraftStatus.DRAFTING, now)
+        session.add(Event(study_id=study.id, stage="drafting", detail=f"revision {study.revision}"))
+        jobs.append(DraftJob(study.id, study.revision, study.priority, study.urgency_score,
+                             instance_infos(study), _scores(session, study)))
+    session.commit()
+    return jobs
+
+
+def _scores(session: Session, study: Study) -> dict[str, float]:
+    """The study's finding scores at this revision (highest over its images)."""
+    best: dict[str, float] = {}
+    for findings in session.scalars(
+        select(Score.findings).where(Score.study_id == study.id, Score.revision == study.revision)
+    ):
+        for name, value in (findings or {}).items():
+            best[name] = max(best.get(name, float("-inf")), float(value))
+    return best
+
+
+def record_draft(session: Session, *, study_id: int, revision: int, draft: DraftRecord,
+                 export: bool, escalation: tuple[str, list[str]] | None = None) -> bool:
+    """Store the draft (and, with ``export``, queue its SR for the PACS); False when stale.
+
+    ``escalation`` is ``(priority, reasons)`` when the policy lets a draft raise the priority.
+    """
+    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+    if study is None or study.revision != revision or study.draft_status != DraftStatus.DRAFTING:
+        session.rollback()
+        return False
+    session.add(Draft(study_id=study_id, revision=revision, **dataclasses.asdict(draft),
+                      sr_status="pending" if export else None))
+    if escalation is not None:
+        from scoring.priority import Priority
+
+        raised = Priority.most_urgent(study.priority, escalation[0])
+        if raised.value != study.priority:
+            study.priority, study.priority_rank = raised.value, raised.rank
+            study.reasons = list(study.reasons or []) + list(escalation[1])
+    study.move_draft_to(DraftStatus.DRAFTED)
+    session.add(Event(study_id=study_id, stage="drafted", detail=f"revision {revision}"))
+    session.commit()
+    return True
+
+
+def release(session: Session, *, study_ids: list[int]) -> None:
+    """Put claimed studies back in the draft queue (the batch failed transiently)."""
+    for study in session.scalars(select(Study).where(Study.id.in_(study_ids)).with_for_update()):
+        if study.draft_status == DraftStatus.DRAFTING:
+            study.move_draft_to(DraftStatus.QUEUED)
+    session.commit()
+
+
+def record_draft_failure(session: Session, *, study_id: int, revision: int, reason: str) -> None:
+    study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+    if study is not None and study.revision == revision and study.draft_status == DraftStatus.DRAFTING:
+        study.move_draft_to(DraftStatus.FAILED)
+        session.add(Event(study_id=study_id, stage="draft failed", detail=reason))
+    session.commit()
+
+
+def latest_draft(session: Session, *, study_id: int) -> dict[str, Any] | None:
+    draft = session.scalar(select(Draft).where(Draft.study_id == study_id).order_by(Draft.revision.desc()).limit(1))
+    if draft is None:
+        return None
+    return {"findings": draft.findings, "impression": draft.impression, "model_id": draft.model_id,
+            "prompt_version": draft.prompt_version, "revision": draft.revision}

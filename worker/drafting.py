@@ -1,0 +1,79 @@
+"""One draft batch: the most urgent waiting studies, one left-padded MedGemma generation."""
+
+from __future__ import annotations
+
+import logging
+
+import pydicom
+
+from db import drafts as db_drafts
+from dicom.errors import UnscorableImage
+from dicom.selection import choose_images
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+def run_draft_batch(ctx: WorkerContext) -> str:
+    """Draft up to ``draft_batch`` studies; returns "drafted", "idle" or "disabled"."""
+    drafter, unavailable = ctx.drafter()
+    if drafter is None:
+        log.info("drafts disabled: %s", unavailable)
+        return "disabled"
+    with ctx.sessions() as session:
+        jobs = db_drafts.claim_batch(session, limit=ctx.settings.draft_batch)
+    if not jobs:
+        return "idle"
+    ready, images = [], []
+    for job in jobs:
+        try:
+            images.append(_frontal_image(ctx, job))
+            ready.append(job)
+        except UnscorableImage as exc:
+            with ctx.sessions() as session:
+                db_drafts.record_draft_failure(session, study_id=job.study_id, revision=job.revision, reason=exc.reason)
+    if not ready:
+        return "failed"
+    try:
+        drafts = drafter.draft_batch(images)
+    except Exception:
+        with ctx.sessions() as session:
+            db_drafts.release(session, study_ids=[job.study_id for job in ready])
+        raise
+    for job, draft in zip(ready, drafts, strict=True):
+        with ctx.sessions() as session:
+            db_drafts.record_draft(
+                session, study_id=job.study_id, revision=job.revision, draft=_record(draft),
+                export=ctx.settings.sr_destination is not None, escalation=_escalation(ctx, job, draft),
+            )
+    log.info("drafted %d study(ies): #%s", len(ready), ", #".join(str(job.study_id) for job in ready))
+    return "drafted"
+
+
+def _frontal_image(ctx: WorkerContext, job: db_drafts.DraftJob):
+    """The first image triage would score, rendered as MedGemma's 8-bit RGB input."""
+    from dicom.render import to_rgb_image
+
+    selection = choose_images(job.instances)
+    if not selection.chosen:
+        raise UnscorableImage(selection.note or "no image to draft from")
+    return to_rgb_image(pydicom.dcmread(ctx.data_dir / selection.chosen[0].path))
+
+
+def _record(draft) -> db_drafts.DraftRecord:
+    return db_drafts.DraftRecord(
+        model_id=draft.model_id, prompt_version=draft.prompt_version, findings=draft.findings,
+        impression=draft.impression, raw_text=draft.raw_text, prompt_tokens=draft.prompt_tokens,
+        new_tokens=draft.new_tokens, seconds=draft.seconds,
+    )
+
+
+def _escalation(ctx: WorkerContext, job: db_drafts.DraftJob, draft):
+    """``(priority, reasons)`` when the policy lets critical terms in a draft raise the study."""
+    policy = ctx.policy
+    if not getattr(policy, "escalate_on_draft_critical", False):
+        return None
+    from scoring.urgency import escalate_from_draft
+
+    priority, reasons = escalate_from_draft(draft.raw_text, job.priority, policy)
+    return (priority.value, list(reasons)) if reasons else None

@@ -1,0 +1,32 @@
+"""Which task failures are worth a retry, and how long to wait before it.
+
+Transient: the database or broker briefly away, a model out of memory, a timeout. Anything
+else is permanent: retrying an undecodable image or a bug only delays the other studies.
+"""
+
+from __future__ import annotations
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+_TRANSIENT_TYPES = (OperationalError, TimeoutError, ConnectionError, MemoryError, SoftTimeLimitExceeded)
+# Out-of-memory errors of torch and TensorFlow, matched by name so this module imports neither.
+_TRANSIENT_NAMES = frozenset({"OutOfMemoryError", "ResourceExhaustedError", "DeadlineExceededError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT_TYPES):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+
+
+def backoff_seconds(retries: int, *, base: float = 2.0, cap: float = 120.0) -> float:
+    """Exponential backoff: 2, 4, 8 … seconds, at most ``cap``."""
+    return min(cap, base * (2**retries))
+
+
+def describe(exc: BaseException) -> str:
+    """A PHI-free label for a failure: the exception class, never its message."""
+    return type(exc).__name__
