@@ -39,8 +39,14 @@ class IngestOutcome(enum.Enum):
     REOPENED = "reopened"  # arrived after completion: the study is triaged again
 
 
-def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | None = None) -> IngestOutcome:
-    """Commit ``new`` and the state of its study; returns what it changed.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    outcome: IngestOutcome
+    study_id: int
+
+
+def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | None = None) -> Recorded:
+    """Commit ``new`` and the state of its study; returns what it changed and the study's id.
 
     Two associations may create the same study at once; the loser of that race retries.
     """
@@ -56,12 +62,12 @@ def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | No
     raise AssertionError("unreachable")
 
 
-def _record(session: Session, new: NewInstance, now: dt.datetime) -> IngestOutcome:
+def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
     duplicate = session.scalar(
-        select(Instance.id).where(Instance.sop_instance_uid == new.sop_instance_uid, Instance.sha256 == new.sha256)
+        select(Instance.study_id).where(Instance.sop_instance_uid == new.sop_instance_uid, Instance.sha256 == new.sha256)
     )
     if duplicate is not None:
-        return IngestOutcome.DUPLICATE
+        return Recorded(IngestOutcome.DUPLICATE, duplicate)
 
     study = session.scalar(
         select(Study).where(Study.study_instance_uid == new.study_instance_uid).with_for_update()
@@ -114,4 +120,4 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> IngestOutco
             received_at=now,
         )
     )
-    return outcome
+    return Recorded(outcome, study.id)

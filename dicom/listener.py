@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from pydicom import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -29,11 +28,9 @@ from pynetdicom.sop_class import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ingest import NewInstance, record_instance
 from dicom import status
-from dicom.errors import InvalidDataset, MissingAttribute
-from dicom.order import ordered_priority
-from dicom.storage import remove_stored, store_bytes
+from dicom.errors import InvalidDataset
+from dicom.intake import identify, take_in
 
 log = logging.getLogger(__name__)
 
@@ -85,49 +82,11 @@ class StoreHandler:
     def _store(self, event: evt.Event) -> tuple[int, str]:
         try:
             ds = event.dataset
-            new = _identify(ds, str(event.context.transfer_syntax))
-        except InvalidDataset:
-            raise
         except Exception as exc:
             raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
-        raw = event.encoded_dataset(include_meta=True)
-        stored = store_bytes(self.data_dir, raw)
-        new = dataclasses.replace(new, path=stored.relative_path, sha256=stored.sha256, size_bytes=stored.size_bytes)
-        try:
-            with self.sessions() as session:
-                outcome = record_instance(session, new=new)
-        except BaseException:
-            remove_stored(self.data_dir, stored)
-            raise
-        return status.SUCCESS, outcome.value
-
-
-def _identify(ds: Dataset, transfer_syntax: str) -> NewInstance:
-    def required(keyword: str) -> str:
-        value = str(ds.get(keyword, "") or "").strip()
-        if not value:
-            raise MissingAttribute(keyword)
-        return value
-
-    def optional(keyword: str, limit: int = 16) -> str | None:
-        value = str(ds.get(keyword, "") or "").strip()
-        return value[:limit] or None
-
-    return NewInstance(
-        study_instance_uid=required("StudyInstanceUID"),
-        series_instance_uid=required("SeriesInstanceUID"),
-        sop_instance_uid=required("SOPInstanceUID"),
-        sop_class_uid=required("SOPClassUID"),
-        transfer_syntax_uid=transfer_syntax,
-        ordered_priority=ordered_priority(ds),
-        accession_number=optional("AccessionNumber"),
-        modality=optional("Modality"),
-        body_part=optional("BodyPartExamined"),
-        view_position=optional("ViewPosition"),
-        path="",
-        sha256="",
-        size_bytes=0,
-    )
+        new = identify(ds, str(event.context.transfer_syntax))
+        recorded = take_in(event.encoded_dataset(include_meta=True), new, data_dir=self.data_dir, sessions=self.sessions)
+        return status.SUCCESS, recorded.outcome.value
 
 
 class Listener:
