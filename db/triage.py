@@ -18,6 +18,7 @@ DRAFT_TASK = "draft"
 @dataclasses.dataclass(frozen=True, slots=True)
 class InstanceInfo:
     id: int
+    sop_instance_uid: str
     path: str
     sop_class_uid: str
     modality: str | None
@@ -43,8 +44,11 @@ class ScoreRecord:
 
 
 def instance_infos(study: Study) -> tuple[InstanceInfo, ...]:
+    """The study's instances, the newest revision of each SOP instance only."""
+    newest = {i.sop_instance_uid: i for i in sorted(study.instances, key=lambda i: i.id)}
     return tuple(
-        InstanceInfo(i.id, i.path, i.sop_class_uid, i.modality, i.body_part, i.view_position) for i in study.instances
+        InstanceInfo(i.id, i.sop_instance_uid, i.path, i.sop_class_uid, i.modality, i.body_part, i.view_position)
+        for i in sorted(newest.values(), key=lambda i: i.id)
     )
 
 

@@ -100,5 +100,9 @@ def migrate(config_file: str | None) -> None:
     click.echo("database is at the newest schema")
 
 
+from radtriage.cli_backfill import backfill  # noqa: E402  (commands defined in their own modules)
+
+main.add_command(backfill)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

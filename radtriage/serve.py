@@ -127,7 +127,7 @@ class Daemon:
             alive = heartbeats.alive_by_queue(session, within_seconds=HEARTBEAT_FRESH_SECONDS)
         wanted = ["triage"] + ([] if self.drafts_unavailable else ["draft"])
         status = "ok" if all(alive.get(q) for q in wanted) else "down"
-        supervised = {q: {"alive": w.alive, "restarts": w.restarts} for q, w in self.workers.items()}
+        supervised = {q: {"alive": w.alive, "pid": w.pid, "restarts": w.restarts} for q, w in self.workers.items()}
         return {"status": status, "alive_by_queue": alive, "supervised": supervised}
 
     def render_metrics(self) -> tuple[bytes, str]:

@@ -23,6 +23,10 @@ class WorkerSupervisor:
         self.restarts = 0
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
