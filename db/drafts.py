@@ -39,7 +39,7 @@ class DraftRecord:
     seconds: float
 
 
-def claim_batch(session: Session, *, limit: int, now: dt.datetime | None = None) -> list[DraftJob]:
+def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime | None = None) -> list[DraftJob]:
     """Take up to ``limit`` waiting studies, STAT before URGENT before ROUTINE, then oldest."""
     now = now or utcnow()
     studies = session.scalars(
@@ -52,6 +52,7 @@ def claim_batch(session: Session, *, limit: int, now: dt.datetime | None = None)
     jobs = []
     for study in studies:
         study.move_draft_to(DraftStatus.DRAFTING, now)
+        study.draft_claimed_by = worker
         session.add(Event(study_id=study.id, stage="drafting", detail=f"revision {study.revision}"))
         jobs.append(DraftJob(study.id, study.revision, study.priority, study.urgency_score,
                              instance_infos(study), _scores(session, study)))

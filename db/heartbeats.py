@@ -24,14 +24,24 @@ def forget(session: Session, *, name: str) -> None:
     session.commit()
 
 
+def fresh_names(session: Session, *, within_seconds: float, now: dt.datetime | None = None) -> set[str]:
+    """Names of the workers seen within ``within_seconds``."""
+    since = (now or utcnow()) - dt.timedelta(seconds=within_seconds)
+    return {name for name, seen in session.execute(select(WorkerHeartbeat.name, WorkerHeartbeat.last_seen))
+            if _aware(seen) >= since}
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive UTC datetimes.
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
 def alive_by_queue(session: Session, *, within_seconds: float, now: dt.datetime | None = None) -> dict[str, int]:
     """How many workers consuming each queue were seen within ``within_seconds``."""
     since = (now or utcnow()) - dt.timedelta(seconds=within_seconds)
     counts: dict[str, int] = {}
     for queues, last_seen in session.execute(select(WorkerHeartbeat.queues, WorkerHeartbeat.last_seen)):
-        # SQLite returns naive UTC datetimes.
-        seen = last_seen if last_seen.tzinfo else last_seen.replace(tzinfo=dt.timezone.utc)
-        if seen >= since:
+        if _aware(last_seen) >= since:
             for queue in queues.split(","):
                 counts[queue] = counts.get(queue, 0) + 1
     return counts

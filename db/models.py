@@ -63,6 +63,10 @@ class Study(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # triage attempts of this revision
     draft_status: Mapped[str | None] = mapped_column(String(16), index=True)
     draft_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker process (host:pid) running the triage / the draft, for the sweep to tell a
+    # dead worker from a slow one by its heartbeat.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    draft_claimed_by: Mapped[str | None] = mapped_column(String(128))
 
     instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
 

@@ -3,6 +3,10 @@
 The embedded broker drops a task in flight when its worker is killed, and Redis only
 redelivers after its visibility timeout; this sweep makes both safe. It runs on start-up
 and on a timer, and only ever adds outbox rows: tasks are idempotent per study revision.
+
+A running study is re-driven when the worker that claimed it stopped sending heartbeats
+(it died), or when it has run longer than the hard limit (it hangs). A queued study is
+re-driven when it has waited long with no message left in the outbox (the broker lost it).
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, select, true
 from sqlalchemy.orm import Session
 
 from db.assembly import TRIAGE_TASK
+from db.heartbeats import fresh_names
 from db.models import DraftStatus, Event, OutboxMessage, Study, StudyStatus, utcnow
 from db.triage import DRAFT_TASK
 
@@ -27,46 +32,64 @@ class Redriven:
         return len(self.triage) + len(self.draft)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stage:
+    task: str
+    status: object  # the Study column holding this stage's state
+    changed: object
+    claimed_by: object
+    running: str
+    queued: str
+
+
+_TRIAGE = _Stage(TRIAGE_TASK, Study.status, Study.state_changed_at, Study.claimed_by,
+                 StudyStatus.TRIAGING, StudyStatus.QUEUED)
+_DRAFT = _Stage(DRAFT_TASK, Study.draft_status, Study.draft_changed_at, Study.draft_claimed_by,
+                DraftStatus.DRAFTING, DraftStatus.QUEUED)
+
+
 def redrive_stuck(
-    session: Session, *, running_timeout: float, queued_timeout: float, now: dt.datetime | None = None
+    session: Session,
+    *,
+    running_timeout: float,
+    queued_timeout: float,
+    worker_lost_after: float,
+    now: dt.datetime | None = None,
 ) -> Redriven:
-    """Queue again what has been ``triaging``/``drafting`` for ``running_timeout`` seconds
-    (its worker died) or ``queued`` for ``queued_timeout`` seconds with no message waiting
-    in the outbox (the broker lost it)."""
+    """Queue again what a dead worker or a lost message left behind (see the module doc)."""
     now = now or utcnow()
-    running_before = now - dt.timedelta(seconds=running_timeout)
-    queued_before = now - dt.timedelta(seconds=queued_timeout)
-    triage = _redrive(
-        session, TRIAGE_TASK, Study.status, Study.state_changed_at, StudyStatus.TRIAGING, StudyStatus.QUEUED,
-        running_before, queued_before, now,
-    )
-    draft = _redrive(
-        session, DRAFT_TASK, Study.draft_status, Study.draft_changed_at, DraftStatus.DRAFTING, DraftStatus.QUEUED,
-        running_before, queued_before, now,
-    )
+    alive = fresh_names(session, within_seconds=worker_lost_after, now=now)
+    triage = _redrive(session, _TRIAGE, alive, running_timeout, queued_timeout, worker_lost_after, now)
+    draft = _redrive(session, _DRAFT, alive, running_timeout, queued_timeout, worker_lost_after, now)
     session.commit()
     return Redriven(triage, draft)
 
 
-def _redrive(session, task, status_col, changed_col, running, queued, running_before, queued_before, now) -> list[int]:
+def _redrive(session: Session, stage: _Stage, alive: set[str], running_timeout: float, queued_timeout: float,
+             lost_after: float, now: dt.datetime) -> list[int]:
+    def before(seconds: float) -> dt.datetime:
+        return now - dt.timedelta(seconds=seconds)
+
     unsent = exists().where(
-        and_(OutboxMessage.study_id == Study.id, OutboxMessage.task == task, OutboxMessage.sent_at.is_(None))
+        and_(OutboxMessage.study_id == Study.id, OutboxMessage.task == stage.task, OutboxMessage.sent_at.is_(None))
     )
+    running_too_long = (stage.status == stage.running) & (stage.changed <= before(running_timeout))
+    worker_lost = (
+        (stage.status == stage.running)
+        & (stage.changed <= before(lost_after))
+        & ((stage.claimed_by.is_(None)) | (stage.claimed_by.not_in(alive) if alive else true()))
+    )
+    lost_message = (stage.status == stage.queued) & (stage.changed <= before(queued_timeout)) & ~unsent
     stuck = session.scalars(
-        select(Study)
-        .where(
-            ((status_col == running) & (changed_col <= running_before))
-            | ((status_col == queued) & (changed_col <= queued_before) & ~unsent)
-        )
-        .with_for_update(skip_locked=True)
+        select(Study).where(running_too_long | worker_lost | lost_message).with_for_update(skip_locked=True)
     ).all()
     for study in stuck:
-        was = getattr(study, status_col.key)
-        if task == TRIAGE_TASK:
-            study.move_to(queued, now)
+        was = getattr(study, stage.status.key)
+        if stage is _TRIAGE:
+            study.move_to(stage.queued, now)
         else:
-            study.move_draft_to(queued, now)
-        session.add(OutboxMessage(task=task, study_id=study.id, revision=study.revision,
+            study.move_draft_to(stage.queued, now)
+        session.add(OutboxMessage(task=stage.task, study_id=study.id, revision=study.revision,
                                   priority_rank=study.priority_rank))
-        session.add(Event(study_id=study.id, stage="redriven", detail=f"{task}: was {was}"))
+        session.add(Event(study_id=study.id, stage="redriven", detail=f"{stage.task}: was {was}"))
     return [study.id for study in stuck]

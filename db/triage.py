@@ -61,7 +61,7 @@ def _locked(session: Session, study_id: int, revision: int, *statuses: str) -> S
     return study
 
 
-def claim(session: Session, *, study_id: int, revision: int) -> StudyForTriage | None:
+def claim(session: Session, *, study_id: int, revision: int, worker: str) -> StudyForTriage | None:
     """Move a queued study to ``triaging``; ``None`` when this delivery is stale or a duplicate.
 
     Only a queued study can be claimed, so a second delivery of the same task while the
@@ -72,6 +72,7 @@ def claim(session: Session, *, study_id: int, revision: int) -> StudyForTriage |
     if study is None:
         return None
     study.move_to(StudyStatus.TRIAGING)
+    study.claimed_by = worker
     study.attempts += 1
     session.add(Event(study_id=study.id, stage="triaging", detail=f"revision {revision}, attempt {study.attempts}"))
     snapshot = StudyForTriage(

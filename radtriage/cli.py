@@ -19,9 +19,13 @@ _config_option = click.option(
 
 def _settings(config_file: str | None) -> Settings:
     try:
-        return load_settings(config_file)
+        settings = load_settings(config_file)
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
+    # Offline by design: models load from local folders or the local Hugging Face cache only,
+    # unless the operator explicitly sets HF_HUB_OFFLINE=0.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return settings
 
 
 @click.group()
@@ -83,11 +87,21 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int) ->
     app = create_app(settings)
     context = WorkerContext(settings)
     register(app, context)
-    heartbeat.start(lambda: context.sessions, queues=queues)
+    beats = heartbeat.start(settings.effective_database_url, queues=queues, lost_after=settings.worker_lost_seconds)
+    if pool == "prefork":
+        # Tasks run in the children: each beats under its own name, which its claims carry.
+        from celery.signals import worker_process_init
+
+        worker_process_init.connect(
+            lambda **_: heartbeat.start(settings.effective_database_url, queues=queues,
+                                        lost_after=settings.worker_lost_seconds),
+            weak=False,
+        )
     app.worker_main([
         "worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-l", settings.log_level,
         "-n", f"radtriage-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])
+    beats.terminate()
 
 
 @main.command()
@@ -103,6 +117,9 @@ def migrate(config_file: str | None) -> None:
 from radtriage.cli_backfill import backfill  # noqa: E402  (commands defined in their own modules)
 
 main.add_command(backfill)
+from radtriage.cli_probe import probe  # noqa: E402
+
+main.add_command(probe)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -24,6 +24,7 @@ from radtriage.supervisor import WorkerSupervisor
 from scoring.cxr_foundation import missing_parts
 from worker.app import create_app
 from worker.context import WEIGHTS_HINT, medgemma_missing
+from worker.heartbeat import worker_name
 from worker.relay import OutboxRelay
 from worker.sweep import Sweep
 
@@ -86,7 +87,7 @@ class Daemon:
 
     def _supervise(self, queue: str) -> None:
         argv = ["--queues", queue, "--pool", "solo"] + (["--config", self._config_file] if self._config_file else [])
-        self.workers[queue] = WorkerSupervisor(argv, on_exit=_mark_process_dead)
+        self.workers[queue] = WorkerSupervisor(argv, on_exit=self._worker_exited)
         self.workers[queue].start()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -160,6 +161,9 @@ class Daemon:
         self.engine.dispose()
 
 
-def _mark_process_dead(pid: int) -> None:
-    if os.environ.get(metrics.MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+    def _worker_exited(self, pid: int) -> None:
+        """A supervised worker died: its claims are re-driven now, not after it goes silent."""
+        if os.environ.get(metrics.MULTIPROC_ENV):
+            multiprocess.mark_process_dead(pid)
+        with self.sessions() as session:
+            heartbeats.forget(session, name=worker_name(pid))

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     run_worker: bool = Field(True, description="Let `serve` start and supervise a triage worker process")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="How often queued work is handed to the broker")
     sweep_interval_seconds: float = Field(10.0, gt=0, description="How often the reconciliation sweep looks for stuck studies")
-    running_timeout_seconds: float = Field(300.0, gt=0, description="A triage or draft running longer than this is presumed dead and queued again")
+    running_timeout_seconds: float = Field(900.0, gt=0, description="A triage or draft running longer than this is presumed hung and queued again")
+    worker_lost_seconds: float = Field(30.0, gt=1, description="A worker silent this long is presumed dead; what it was running is queued again")
     queued_timeout_seconds: float = Field(600.0, gt=0, description="A study queued this long with no message waiting is queued again")
     task_max_retries: int = Field(5, ge=0, description="Retries (with exponential backoff) of a task failing transiently")
     task_time_limit_seconds: float = Field(600.0, gt=0, description="A task running longer is stopped and retried")
@@ -63,6 +64,9 @@ class Settings(BaseSettings):
     cxr_foundation_dir: Path = Field(Path("models/cxr-foundation"), description="Folder holding elixr-c-v2-pooled/ and pax-elixr-b-text/")
     cxr_vocab_path: Path | None = Field(None, description="BERT uncased vocab.txt (default: vocab.txt in the CXR Foundation folder)")
     policy_file: Path | None = Field(None, description="Urgency policy TOML (default: the policy shipped with radtriage)")
+    embedder: str = Field("cxr_foundation", pattern="^(cxr_foundation|medsiglip)$", description="Image embedder for triage: cxr_foundation or medsiglip")
+    medsiglip_model: str = Field("google/medsiglip-448", description="MedSigLIP folder or Hugging Face id (used when embedder = medsiglip; HF_HUB_OFFLINE honoured)")
+    heads_dir: Path | None = Field(None, description="Folder of trained finding heads, <heads_dir>/<embedder>/<finding>.json (default: heads/ in the CXR Foundation folder)")
 
     log_level: str = Field("INFO", description="Python log level")
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
 from radtriage.settings import Settings
-from scoring.cxr_foundation import missing_parts
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +69,24 @@ class WorkerContext:
 
     def _load_model(self) -> None:
         settings = self.settings
-        missing = missing_parts(settings.cxr_foundation_dir, settings.vocab_path)
+        from scoring.backends import EmbedderConfig, missing_for  # embedder choice: settings.embedder
+
+        config = EmbedderConfig.from_settings(settings)
+        label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"
+        missing = missing_for(config)
         if missing:
-            self._unavailable = "CXR Foundation weights not installed"
-            log.warning("%s Missing: %s", WEIGHTS_HINT, "; ".join(missing))
+            self._unavailable = f"{label} weights not installed"
+            hint = WEIGHTS_HINT if config.embedder == "cxr_foundation" else f"{label} unavailable (see README)."
+            log.warning("%s Missing: %s", hint, "; ".join(missing))
             return
         try:
-            from scoring.triage import Triager
+            from scoring.triage import build_triager
 
-            self._triager = Triager(settings.cxr_foundation_dir, settings.vocab_path, self.policy)
-            log.info("CXR Foundation loaded from %s", settings.cxr_foundation_dir)
+            self._triager = build_triager(settings, self.policy)  # embedder + trained heads
+            log.info("%s loaded; trained heads for: %s", label, ", ".join(self._triager.heads.trained) or "none")
         except Exception as exc:  # a broken model must not take triage down with it
-            self._unavailable = f"CXR Foundation failed to load ({type(exc).__name__})"
-            log.exception("CXR Foundation failed to load from %s", settings.cxr_foundation_dir)
+            self._unavailable = f"{label} failed to load ({type(exc).__name__})"
+            log.exception("%s failed to load", label)
 
     def drafts_enabled(self) -> bool:
         """Whether MedGemma weights are present (checked without loading them)."""

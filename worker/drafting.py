@@ -10,6 +10,7 @@ from db import drafts as db_drafts
 from dicom.errors import UnscorableImage
 from dicom.selection import choose_images
 from worker.context import WorkerContext
+from worker.heartbeat import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def run_draft_batch(ctx: WorkerContext) -> str:
         log.info("drafts disabled: %s", unavailable)
         return "disabled"
     with ctx.sessions() as session:
-        jobs = db_drafts.claim_batch(session, limit=ctx.settings.draft_batch)
+        jobs = db_drafts.claim_batch(session, limit=ctx.settings.draft_batch, worker=worker_name())
     if not jobs:
         return "idle"
     ready, images = [], []

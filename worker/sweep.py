@@ -18,11 +18,13 @@ class Sweep:
         self._sessions = sessions
         self._running_timeout = settings.running_timeout_seconds
         self._queued_timeout = settings.queued_timeout_seconds
+        self._lost_after = settings.worker_lost_seconds
 
     def run_once(self) -> int:
         with self._sessions() as session:
             redriven = redrive_stuck(
-                session, running_timeout=self._running_timeout, queued_timeout=self._queued_timeout
+                session, running_timeout=self._running_timeout, queued_timeout=self._queued_timeout,
+                worker_lost_after=self._lost_after,
             )
         for queue, ids in (("triage", redriven.triage), ("draft", redriven.draft)):
             if ids:

@@ -12,6 +12,7 @@ from dicom.errors import UnscorableImage
 from dicom.pixels import to_model_png
 from dicom.selection import choose_images
 from worker.context import WorkerContext
+from worker.heartbeat import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
     from scoring.urgency import assess
 
     with ctx.sessions() as session:
-        study = db_triage.claim(session, study_id=study_id, revision=revision)
+        study = db_triage.claim(session, study_id=study_id, revision=revision, worker=worker_name())
     if study is None:
         log.info("study #%d revision %d: nothing to do (stale or already triaged)", study_id, revision)
         return "skipped"
@@ -71,7 +72,7 @@ def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
     from scoring.heads import FindingScores, highest
 
     selection = choose_images(study.instances)
-    notes = [selection.note] if selection.note else []
+    notes = list(selection.notes)  # lateral-only, no chest image, each non-chest image and why
     records: list[db_triage.ScoreRecord] = []
     per_image: list[FindingScores] = []
     for info in selection.chosen:
@@ -85,7 +86,7 @@ def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
         per_image.append(scores)
         records.append(
             db_triage.ScoreRecord(
-                model=MODEL_NAME, instance_id=info.id,
+                model=getattr(triager, "model_name", MODEL_NAME), instance_id=info.id,
                 findings=dict(scores.items()), embedding=embedding.to_bytes(),
             )
         )

@@ -136,3 +136,35 @@ def as_sent_by_dcmtk(path: Path, transfer_syntax: str, folder: Path) -> bytes:
     syntax = _DCMCONV_SYNTAX.get(transfer_syntax, "+t=")
     subprocess.run(["dcmconv", "+e", syntax, str(path), str(out)], check=True, capture_output=True)
     return dataset_bytes(out)
+
+
+def c_store(port: int, datasets, *, ae_title: str = "RADTRIAGE") -> list[int]:
+    """Send pydicom datasets in one association with pynetdicom; returns each status."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="TESTSCU")
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, [ds.file_meta.TransferSyntaxUID for ds in datasets][0])
+    assoc = ae.associate("127.0.0.1", port, ae_title=ae_title)
+    assert assoc.is_established, "association rejected"
+    try:
+        return [assoc.send_c_store(ds).Status for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def events(database_url: str, stage: str) -> dict[str, int]:
+    """Study Instance UID → how many events of ``stage`` the database recorded."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT s.study_instance_uid, COUNT(e.id) FROM studies s LEFT JOIN events e "
+                     "ON e.study_id = s.id AND e.stage = :stage GROUP BY s.study_instance_uid"),
+                {"stage": stage},
+            ).all()
+    finally:
+        engine.dispose()
+    return {uid: n for uid, n in rows}

@@ -49,6 +49,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('draft_status', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('draft_changed_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('claimed_by', sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column('draft_claimed_by', sa.String(length=128), nullable=True))
         batch_op.create_index(batch_op.f('ix_studies_draft_status'), ['draft_status'], unique=False)
         batch_op.create_index(batch_op.f('ix_studies_state_changed_at'), ['state_changed_at'], unique=False)
 
@@ -59,6 +61,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_studies_state_changed_at'))
         batch_op.drop_index(batch_op.f('ix_studies_draft_status'))
         batch_op.drop_column('draft_changed_at')
+        batch_op.drop_column('claimed_by')
+        batch_op.drop_column('draft_claimed_by')
         batch_op.drop_column('draft_status')
         batch_op.drop_column('attempts')
         batch_op.drop_column('state_changed_at')
