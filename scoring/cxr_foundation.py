@@ -9,14 +9,12 @@ serves the daemon's health check without ML libraries.
 
 from __future__ import annotations
 
-import io
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scoring.embedding import CXR_FOUNDATION, ImageEmbedding
 from scoring.errors import ModelUnavailable, ScoringError
 from scoring.text_tokenizer import SEQ_LENGTH, TextTokenizer
 
@@ -24,7 +22,7 @@ __all__ = [
     "MODEL_NAME",
     "MODEL_PARTS",
     "CxrFoundation",
-    "ImageEmbedding",
+    "ImageEmbedding",  # re-exported: it lived here first
     "missing_parts",
 ]
 
@@ -71,60 +69,10 @@ def missing_parts(model_dir: Path, vocab_path: Path | None = None) -> list[str]:
     return missing
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class ImageEmbedding:
-    """CXR Foundation embedding of one image; stored in the DB so studies can be rescored.
-
-    Attributes
-    ----------
-    contrastive : numpy.ndarray
-        ``all_contrastive_img_emb``, float32 (32, 128); compared with text embeddings.
-    general : numpy.ndarray
-        ``img_emb``, float32 (32, 768); input for trained probes.
-    """
-
-    contrastive: np.ndarray
-    general: np.ndarray
-
-    def __post_init__(self) -> None:
-        for name, shape in (("contrastive", (N_TOKENS, CONTRASTIVE_DIM)), ("general", (N_TOKENS, GENERAL_DIM))):
-            value = getattr(self, name)
-            if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != shape:
-                found = f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
-                raise ValueError(f"{name} must be float32 {shape}, got {found}")
-            if not np.isfinite(value).all():
-                raise ValueError(f"{name} contains non-finite values")
-            # A private read-only copy: the embedding is a value, nobody may edit it later.
-            frozen = value.copy()
-            frozen.flags.writeable = False
-            object.__setattr__(self, name, frozen)
-
-    def to_bytes(self) -> bytes:
-        """Serialise as an ``.npz`` (no pickle) for a DB ``LargeBinary`` column."""
-        buffer = io.BytesIO()
-        np.savez(buffer, contrastive=self.contrastive, general=self.general)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "ImageEmbedding":
-        """Inverse of :meth:`to_bytes`.
-
-        Raises
-        ------
-        ValueError
-            If the bytes are not an embedding written by :meth:`to_bytes`.
-        """
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in ("contrastive", "general")}
-        # np.load signals "not an npz" in many ways (a pickle refusal is a ValueError).
-        except (OSError, KeyError, ValueError, EOFError, AttributeError, TypeError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"not a stored image embedding ({type(exc).__name__})") from exc
-        return cls(**arrays)
-
-
 class CxrFoundation:
     """The two CXR Foundation SavedModels plus the tokeniser; build with :meth:`load`."""
+
+    name = CXR_FOUNDATION  # recorded with every embedding, score row and trained head
 
     def __init__(self, tf: Any, loaded: tuple[Any, Any], tokenizer: TextTokenizer) -> None:
         self._tf = tf

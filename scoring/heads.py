@@ -1,28 +1,35 @@
-"""Zero-shot finding heads: image tokens + prompt-pair text embeddings → one score per finding.
+"""Finding heads: image embedding → one score per finding, zero-shot or from a trained head.
 
 Google's zero-shot recipe (MODELS.md A4, notebook ``classify_images_with_natural_language``):
 ``sim(t) = max_i cos(img[i], t)`` over the 32 contrastive image tokens and
 ``score = sim(positive prompt) - sim(negative prompt)``; no softmax. Scores are therefore
 uncalibrated differences of cosines, roughly in [-1, 1]; thresholds live in the policy.
+A trained head (``scoring.trained_heads``) replaces the zero-shot head of its finding and
+gives a probability instead; :class:`HeadSet` applies whichever each finding has, and
+``FindingScores`` remembers which kind produced each score and at what operating threshold.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 
-from scoring.cxr_foundation import ImageEmbedding
+from scoring.embedding import ImageEmbedding
+from scoring.errors import ScoringError
+from scoring.trained_heads import TrainedHead
 
 __all__ = [
     "DEFAULT_FINDINGS",
     "Finding",
     "FindingScores",
+    "HeadSet",
     "PromptEmbeddings",
     "embed_prompts",
+    "highest",
     "max_cosine",
     "score_findings",
     "zero_shot_score",
@@ -60,12 +67,21 @@ DEFAULT_FINDINGS: tuple[Finding, ...] = (
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FindingScores(Mapping[str, float]):
-    """Zero-shot score per finding name; read-only, every score a finite float.
+    """Score per finding name; read-only, every score a finite float.
 
     Behaves as a ``Mapping[str, float]`` (``scores["pneumothorax"]``, ``dict(scores)``).
+
+    Attributes
+    ----------
+    scores : Mapping[str, float]
+        Zero-shot score (difference of cosines) or trained-head probability per finding.
+    head_thresholds : Mapping[str, float]
+        For findings scored by a trained head: that head's operating threshold. A
+        finding absent from it was scored zero-shot.
     """
 
     scores: Mapping[str, float]
+    head_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checked: dict[str, float] = {}
@@ -74,7 +90,14 @@ class FindingScores(Mapping[str, float]):
             if not math.isfinite(number):
                 raise ValueError(f"score for {name!r} is not finite")
             checked[str(name)] = number
+        thresholds = {str(k): float(v) for k, v in dict(self.head_thresholds).items()}
+        unknown = set(thresholds) - set(checked)
+        if unknown:
+            raise ValueError(f"head threshold for unscored finding(s) {sorted(unknown)}")
+        if any(not (0.0 <= v <= 1.0) or not (0.0 <= checked[k] <= 1.0) for k, v in thresholds.items()):
+            raise ValueError("trained-head scores and thresholds must be probabilities")
         object.__setattr__(self, "scores", MappingProxyType(checked))
+        object.__setattr__(self, "head_thresholds", MappingProxyType(thresholds))
 
     def __getitem__(self, name: str) -> float:
         return self.scores[name]
@@ -85,8 +108,14 @@ class FindingScores(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self.scores)
 
+    def is_trained(self, name: str) -> bool:
+        """Whether a trained head (probability) rather than the zero-shot head scored ``name``."""
+        return name in self.head_thresholds
+
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v:.3f}" for k, v in self.scores.items())
+        inner = ", ".join(
+            f"{k}={v:.3f}{'(p)' if self.is_trained(k) else ''}" for k, v in self.scores.items()
+        )
         return f"FindingScores({inner})"
 
 
@@ -160,11 +189,81 @@ def highest(per_image: Sequence[FindingScores]) -> FindingScores:
     Raises
     ------
     ValueError
-        If ``per_image`` is empty or the images were scored on different findings.
+        If ``per_image`` is empty or the images were scored on different findings or heads.
     """
     if not per_image:
         raise ValueError("no image scores to combine")
     names = set(per_image[0])
+    thresholds = dict(per_image[0].head_thresholds)
     if any(set(scores) != names for scores in per_image):
         raise ValueError("image scores cover different findings")
-    return FindingScores({name: max(scores[name] for scores in per_image) for name in per_image[0]})
+    if any(dict(scores.head_thresholds) != thresholds for scores in per_image):
+        raise ValueError("image scores come from different heads")
+    combined = {name: max(scores[name] for scores in per_image) for name in per_image[0]}
+    return FindingScores(combined, thresholds)
+
+
+class HeadSet:
+    """The head for every finding of a policy: trained where a head exists, zero-shot otherwise.
+
+    Parameters
+    ----------
+    findings : iterable of Finding
+        The policy's findings, in order.
+    prompts : PromptEmbeddings
+        Prompt-pair embeddings for (at least) every finding without a trained head.
+    trained : Mapping[str, TrainedHead], optional
+        Trained heads by finding name; heads for findings the policy does not name are
+        ignored.
+
+    Raises
+    ------
+    ScoringError
+        If a finding has neither a trained head nor prompt embeddings, or trained heads
+        come from different embedders.
+    """
+
+    def __init__(
+        self,
+        findings: Iterable[Finding],
+        prompts: PromptEmbeddings,
+        trained: Mapping[str, TrainedHead] | None = None,
+    ) -> None:
+        trained = dict(trained or {})
+        self.names = tuple(f.name for f in findings)
+        self.trained = {name: trained[name] for name in self.names if name in trained}
+        self.prompts = {name: prompts[name] for name in self.names if name not in self.trained and name in prompts}
+        lacking = [name for name in self.names if name not in self.trained and name not in self.prompts]
+        if lacking:
+            raise ScoringError(f"no head for finding(s): {', '.join(lacking)}")
+        if len({head.embedder for head in self.trained.values()}) > 1:
+            raise ScoringError("trained heads come from different embedders")
+
+    def kind(self, name: str) -> str:
+        """``"trained"`` or ``"zero-shot"``."""
+        return "trained" if name in self.trained else "zero-shot"
+
+    def score(self, embedding: ImageEmbedding) -> FindingScores:
+        """Score one image with every head.
+
+        Raises
+        ------
+        ScoringError
+            If a trained head belongs to another embedder than the embedding's.
+        """
+        zero_shot = score_findings(embedding, self.prompts) if self.prompts else {}
+        trained = {name: head.predict(embedding) for name, head in self.trained.items()}
+        scores = {name: trained[name] if name in trained else zero_shot[name] for name in self.names}
+        return FindingScores(scores, {name: head.operating_threshold for name, head in self.trained.items()})
+
+    def score_bytes(self, data: bytes) -> FindingScores:
+        """Rescore a stored embedding (``ImageEmbedding.to_bytes``) without any model call.
+
+        Raises
+        ------
+        ValueError
+            If the bytes are not a stored embedding.
+        ScoringError
+            As :meth:`score`.
+        """
+        return self.score(ImageEmbedding.from_bytes(data))

@@ -3,6 +3,11 @@
 The policy (thresholds, severities, implied priorities, prompts) lives in ``policy.toml``
 so a clinical lead can read and change it without touching code. One rule is not
 configurable: the AI may raise a study above the ordered priority, never lower it.
+
+Thresholds have two meanings, one per kind of head (:meth:`Policy.threshold_for`):
+a zero-shot score is compared with the finding's ``threshold`` (difference of cosines);
+a trained head's probability with the finding's ``trained_threshold`` when the policy sets
+one, else with the operating threshold stored in the head file.
 """
 
 from __future__ import annotations
@@ -14,16 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scoring.draft_escalation import CriticalTerm, escalate_from_draft, parse_drafts_table
 from scoring.errors import PolicyError, ScoringError
 from scoring.heads import Finding, FindingScores
 from scoring.priority import Priority
 
-__all__ = ["DEFAULT_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY_PATH", "Assessment", "CriticalTerm", "FindingRule", "Policy", "assess",
+    "escalate_from_draft", "load_policy",
+]
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
 
 _RULE_KEYS = {"label", "prompt_positive", "prompt_negative", "threshold", "severity", "priority"}
-_TOP_KEYS = {"format", "urgency", "findings"}
+_OPTIONAL_RULE_KEYS = {"trained_threshold"}
+_URGENCY_KEYS = {"scale", "probability_scale"}
+_TOP_KEYS = {"format", "urgency", "findings", "drafts"}
 _FORMAT = 1
 _THRESHOLD_RANGE = (-2.0, 2.0)  # a difference of two cosines cannot leave [-2, 2]
 
@@ -39,12 +50,16 @@ class FindingRule:
     threshold: float
     severity: float
     priority: Priority
+    trained_threshold: float | None = None  # probability; overrides the trained head's own
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priority", Priority(self.priority))
         lo, hi = _THRESHOLD_RANGE
         if not (math.isfinite(self.threshold) and lo <= self.threshold <= hi):
             raise ValueError(f"threshold must be a number in [{lo}, {hi}], got {self.threshold!r}")
+        t = self.trained_threshold
+        if t is not None and not (math.isfinite(t) and 0.0 <= t <= 1.0):
+            raise ValueError(f"trained_threshold must be a probability in [0, 1], got {t!r}")
         if not (math.isfinite(self.severity) and 0.0 <= self.severity <= 1.0):
             raise ValueError(f"severity must be a number in [0, 1], got {self.severity!r}")
         Finding(self.name, self.prompt_positive, self.prompt_negative)  # validates name/prompts
@@ -61,6 +76,10 @@ class Policy:
 
     rules: tuple[FindingRule, ...]
     urgency_scale: float = 0.05
+    probability_scale: float = 0.05
+    # The optional [drafts] table (scoring.draft_escalation): off unless the file says so.
+    escalate_on_draft_critical: bool = False
+    draft_critical_terms: tuple[CriticalTerm, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -68,8 +87,9 @@ class Policy:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError("a finding is named twice")
-        if not (math.isfinite(self.urgency_scale) and self.urgency_scale > 0):
-            raise ValueError(f"urgency scale must be a number > 0, got {self.urgency_scale!r}")
+        for scale in (self.urgency_scale, self.probability_scale):
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"urgency scale must be a number > 0, got {scale!r}")
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -82,6 +102,21 @@ class Policy:
             if r.name == name:
                 return r
         raise KeyError(name)
+
+    def threshold_for(self, name: str, scores: FindingScores) -> float:
+        """The threshold ``scores[name]`` is compared with (see the module docstring).
+
+        Zero-shot score → the rule's ``threshold``; trained-head probability → the
+        rule's ``trained_threshold`` if set, else the head's operating threshold.
+        """
+        r = self.rule(name)
+        if not scores.is_trained(name):
+            return r.threshold
+        return r.trained_threshold if r.trained_threshold is not None else scores.head_thresholds[name]
+
+    def scale_for(self, name: str, scores: FindingScores) -> float:
+        """How sharply urgency rises around the threshold, in the score's own units."""
+        return self.probability_scale if scores.is_trained(name) else self.urgency_scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +169,14 @@ def _parse_policy(data: Mapping[str, Any]) -> Policy:
         raise ValueError(f"'format' must be {_FORMAT}, got {data.get('format')!r}")
     urgency = data.get("urgency", {})
     _require_table("[urgency]", urgency)
-    _no_unknown_keys("[urgency]", urgency, {"scale"})
+    _no_unknown_keys("[urgency]", urgency, _URGENCY_KEYS)
     findings = data.get("findings")
     _require_table("[findings]", findings)
     rules = []
     for name, table in findings.items():
         where = f"[findings.{name}]"
         _require_table(where, table)
-        _no_unknown_keys(where, table, _RULE_KEYS)
+        _no_unknown_keys(where, table, _RULE_KEYS | _OPTIONAL_RULE_KEYS)
         missing = sorted(_RULE_KEYS - table.keys())
         if missing:
             raise ValueError(f"{where} is missing {', '.join(missing)}")
@@ -155,13 +190,25 @@ def _parse_policy(data: Mapping[str, Any]) -> Policy:
                     threshold=float(_typed(table, "threshold", (int, float))),
                     severity=float(_typed(table, "severity", (int, float))),
                     priority=_priority(table["priority"]),
+                    trained_threshold=(
+                        float(_typed(table, "trained_threshold", (int, float)))
+                        if "trained_threshold" in table
+                        else None
+                    ),
                 )
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from exc
-    scale = float(_typed(urgency, "scale", (int, float))) if "scale" in urgency else 0.05
+    scales = {key: float(_typed(urgency, key, (int, float))) for key in _URGENCY_KEYS if key in urgency}
+    escalate, critical_terms = parse_drafts_table(data.get("drafts", {}))
     try:
-        return Policy(rules=tuple(rules), urgency_scale=scale)
+        return Policy(
+            rules=tuple(rules),
+            urgency_scale=scales.get("scale", 0.05),
+            probability_scale=scales.get("probability_scale", 0.05),
+            escalate_on_draft_critical=escalate,
+            draft_critical_terms=critical_terms,
+        )
     except ValueError as exc:
         raise ValueError(f"[urgency]/[findings]: {exc}") from exc
 
@@ -179,9 +226,13 @@ def assess(
     -----
     * Each finding with ``score >= threshold`` implies its rule's priority; the final
       priority is ``Priority.most_urgent(ordered, *implied)``, so never below ``ordered``.
+      ``threshold`` is :meth:`Policy.threshold_for` (zero-shot or trained head).
     * Urgency (0–100, higher = read sooner) is::
 
-          urgency = 100 * max_f  severity_f * sigmoid((score_f - threshold_f) / scale)
+          urgency = 100 * max_f  severity_f * sigmoid((score_f - threshold_f) / scale_f)
+
+      with ``scale_f`` the policy's ``scale`` for zero-shot scores and its
+      ``probability_scale`` for trained-head probabilities.
 
       It rises monotonically with every score, is 50 × severity for a finding exactly at
       its threshold, approaches 100 × severity far above it and 0 far below.
@@ -215,28 +266,31 @@ def assess(
     missing = [r.name for r in policy.rules if r.name not in scores]
     if missing:
         raise ScoringError(f"no score for finding(s) named in the policy: {', '.join(missing)}")
-    present = [r for r in policy.rules if scores[r.name] >= r.threshold]
+    margin = {r.name: (scores[r.name] - policy.threshold_for(r.name, scores)) / policy.scale_for(r.name, scores)
+              for r in policy.rules}
+    present = [r for r in policy.rules if margin[r.name] >= 0]
     # Most urgent first, then by how far the score clears its threshold.
-    present.sort(key=lambda r: (-r.priority.rank, r.threshold - scores[r.name]))
+    present.sort(key=lambda r: (-r.priority.rank, -margin[r.name]))
     priority = Priority.most_urgent(ordered, *(r.priority for r in present))
     reasons = tuple(
-        f"{r.name} {scores[r.name]:.2f} ≥ {r.threshold:.2f} → {r.priority.value}" for r in present
-    ) or (_closest_miss(scores, policy),)
-    return Assessment(priority, _urgency(scores, policy), reasons)
+        f"{_describe(r.name, scores, policy, '≥')} → {r.priority.value}" for r in present
+    ) or (_closest_miss(scores, policy, margin),)
+    urgency = max(r.severity * _sigmoid(margin[r.name]) for r in policy.rules)
+    return Assessment(priority, min(100.0, max(0.0, 100.0 * urgency)), reasons)
 
 
-def _urgency(scores: FindingScores, policy: Policy) -> float:
-    """The 0–100 urgency defined in :func:`assess`."""
-    contributions = (
-        r.severity * _sigmoid((scores[r.name] - r.threshold) / policy.urgency_scale) for r in policy.rules
-    )
-    return min(100.0, max(0.0, 100.0 * max(contributions)))
+def _describe(name: str, scores: FindingScores, policy: Policy, relation: str) -> str:
+    """``pneumothorax 0.31 ≥ 0.20`` (zero-shot) or ``pneumothorax p=0.91 ≥ 0.50 (trained head)``."""
+    threshold = policy.threshold_for(name, scores)
+    if scores.is_trained(name):
+        return f"{name} p={scores[name]:.2f} {relation} {threshold:.2f} (trained head)"
+    return f"{name} {scores[name]:.2f} {relation} {threshold:.2f}"
 
 
-def _closest_miss(scores: FindingScores, policy: Policy) -> str:
-    """Reason text when nothing reaches its threshold: the nearest miss, for transparency."""
-    r = min(policy.rules, key=lambda r: r.threshold - scores[r.name])
-    return f"no finding at threshold (closest: {r.name} {scores[r.name]:.2f} < {r.threshold:.2f})"
+def _closest_miss(scores: FindingScores, policy: Policy, margin: Mapping[str, float]) -> str:
+    """Reason text when nothing reaches its threshold: the nearest miss (in scale units)."""
+    r = max(policy.rules, key=lambda r: margin[r.name])
+    return f"no finding at threshold (closest: {_describe(r.name, scores, policy, '<')})"
 
 
 def _sigmoid(x: float) -> float:

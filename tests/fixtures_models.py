@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["cxr_foundation_dir"]
+__all__ = ["cxr_foundation_dir", "medsiglip_dir"]
 
 # Built at most once per test process, even if several modules import the fixture.
 _BUILT: dict[str, Path] = {}
@@ -25,3 +25,18 @@ def cxr_foundation_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "cxr_foundation" not in _BUILT:
         _BUILT["cxr_foundation"] = build_cxr_foundation_standin(tmp_path_factory.mktemp("cxr_foundation"))
     return _BUILT["cxr_foundation"]
+
+
+@pytest.fixture(scope="session")
+def medsiglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like ``google/medsiglip-448`` holding a tiny random SigLIP.
+
+    Skips the test when torch or transformers is not installed.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.standins import build_medsiglip_standin
+
+    if "medsiglip" not in _BUILT:
+        _BUILT["medsiglip"] = build_medsiglip_standin(tmp_path_factory.mktemp("medsiglip"))
+    return _BUILT["medsiglip"]

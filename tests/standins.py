@@ -5,6 +5,11 @@ and a small BERT-style ``vocab.txt`` so tests run the real loading and inference
 (``scoring.cxr_foundation``) offline, like httpx's ``MockTransport``: a seam, not a patch.
 Signatures follow MODELS.md A2/A6. The weights are random but fixed (seeded numpy), image
 embeddings depend on the pixels and text embeddings on the token ids.
+
+``build_medsiglip_standin(out_dir)`` saves a tiny random ``SiglipModel`` (448×448 input,
+patch 14, as google/medsiglip-448) with a ``SiglipProcessor`` whose tokenizer is a
+SentencePiece-style Unigram ``tokenizer.json`` (``<pad>``=0, ``</s>``=1, ``<unk>``=2, as
+MedSigLIP's), loadable with ``AutoModel``/``AutoProcessor.from_pretrained(out_dir)``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STANDIN_WORDS", "build_cxr_foundation_standin", "write_vocab"]
+__all__ = ["STANDIN_WORDS", "build_cxr_foundation_standin", "build_medsiglip_standin", "write_vocab"]
 
 SEED = 20261128
 _VOCAB_MODULO = 512  # the stand-in's embedding table; ids are folded into it
@@ -128,3 +133,37 @@ def _define_modules(tf, rng: np.random.Generator):
             }
 
     return TinyElixrC(), TinyQFormer()
+
+
+def build_medsiglip_standin(out_dir: Path) -> Path:
+    """Save a tiny MedSigLIP-shaped model + processor under ``out_dir``; return ``out_dir``.
+
+    Needs torch, transformers and tokenizers (imported here).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
+    pieces += [(f"\u2581{w}", -1.0) for w in STANDIN_WORDS if w.isalpha()]
+    pieces += [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    unigram = Tokenizer(models.Unigram(pieces, unk_id=2))
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram.decoder = decoders.Metaspace()
+    unigram.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=unigram, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=64
+    )
+    images = SiglipImageProcessorPil(size={"height": 448, "width": 448}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    config = SiglipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=448, patch_size=14),
+    )
+    torch.manual_seed(SEED)
+    SiglipModel(config).save_pretrained(out_dir)
+    SiglipProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir

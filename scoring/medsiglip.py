@@ -1,0 +1,177 @@
+"""Optional MedSigLIP back-end (``google/medsiglip-448``): PNG → image embedding; prompt → text embedding.
+
+Same interface as ``scoring.cxr_foundation.CxrFoundation`` (``name``, ``embed_image``,
+``embed_text``), so the zero-shot and trained heads, the policy and the worker need no
+change; chosen with the ``embedder = "medsiglip"`` setting. Loaded with transformers'
+``AutoModel`` + ``AutoProcessor`` from a folder or hub id (``HF_HUB_OFFLINE`` honoured).
+
+Image path: the 16-bit PNG from ``dicom.pixels`` is min-max scaled to 8 bits (the same
+per-image scaling ELIXR-C applies inside its graph) and given to the processor as RGB,
+which resizes to 448×448 and normalises. Text path: SigLIP was trained with
+``padding="max_length"`` (64 tokens); its pooled output is taken as is. Zero-shot scores use
+the same recipe as CXR Foundation — max cosine over the image tokens (here one) with the
+positive prompt minus that with the negative — so the policy's thresholds keep their
+meaning but must be calibrated for this embedder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scoring.embedding import ImageEmbedding
+from scoring.errors import ModelUnavailable, ScoringError
+
+__all__ = ["DEFAULT_MODEL", "MODEL_NAME", "MedSiglip", "missing_parts"]
+
+DEFAULT_MODEL = "google/medsiglip-448"
+MODEL_NAME = "medsiglip"  # ImageEmbedding.model, score rows, heads/<name>/
+TEXT_LENGTH = 64  # SigLIP's text length; prompts are padded to it as in training
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_TEXT_CACHE_LIMIT = 1024
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def missing_parts(model: str | os.PathLike[str]) -> list[str]:
+    """What is missing for MedSigLIP to load, in words (empty = looks usable); no torch.
+
+    A local folder needs ``config.json``; a hub id needs it in the local Hugging Face
+    cache when ``HF_HUB_OFFLINE`` is set (online, the download happens at load time).
+    """
+    name = os.fspath(model)
+    path = Path(name).expanduser()
+    if path.exists() or not _HUB_ID.match(name):
+        if not path.is_dir():
+            return [f"MedSigLIP model folder {path} does not exist"]
+        return [] if (path / "config.json").is_file() else [f"MedSigLIP model folder {path} has no config.json"]
+    if not _offline():
+        return []
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return ["huggingface_hub is not installed (pip install 'radtriage[ml]')"]
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return []
+    return [f"MedSigLIP {name} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"]
+
+
+class MedSiglip:
+    """A loaded SigLIP model and processor; build with :meth:`load`."""
+
+    name = MODEL_NAME
+
+    def __init__(self, torch: Any, model: Any, processor: Any) -> None:
+        self._torch = torch
+        self._model = model
+        self._processor = processor
+        self._text_cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL) -> "MedSiglip":
+        """Load model and processor from a folder or hub id (CPU, float32, eval mode).
+
+        Raises
+        ------
+        ModelUnavailable
+            If torch/transformers are missing or the weights cannot be found or loaded.
+        """
+        missing = missing_parts(model)
+        if missing:
+            raise ModelUnavailable("MedSigLIP is unavailable: " + "; ".join(missing))
+        try:
+            import torch
+            from transformers import AutoModel, AutoProcessor
+        except ImportError as exc:
+            raise ModelUnavailable("torch/transformers are not installed (pip install 'radtriage[ml]')") from exc
+        name = os.fspath(model)
+        try:
+            processor = AutoProcessor.from_pretrained(name, local_files_only=_offline())
+            net = AutoModel.from_pretrained(name, local_files_only=_offline())
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(f"MedSigLIP could not be loaded ({type(exc).__name__})") from exc
+        for method in ("get_image_features", "get_text_features"):
+            if not hasattr(net, method):
+                raise ModelUnavailable(f"{type(net).__name__} is not a SigLIP-style model (no {method})")
+        net.eval()
+        return cls(torch, net, processor)
+
+    def embed_image(self, png: bytes) -> ImageEmbedding:
+        """Embed one image (a PNG from ``dicom.pixels.to_model_png``) → contrastive (1, d).
+
+        Raises
+        ------
+        ScoringError
+            If the bytes are not a PNG or the model call fails.
+        """
+        if not png.startswith(_PNG_SIGNATURE):
+            raise ScoringError("image input is not a PNG")
+        try:
+            inputs = self._processor(images=[_to_rgb8(png)], return_tensors="pt")
+            with self._torch.inference_mode():
+                out = self._model.get_image_features(pixel_values=inputs["pixel_values"])
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ScoringError(f"medsiglip image call failed: {type(exc).__name__}") from exc
+        vector = _pooled(out).reshape(1, -1)
+        return ImageEmbedding(contrastive=_l2(vector), general=None, model=MODEL_NAME)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """Embed one text (float32 (d,), L2-normalised, read-only); cached per text.
+
+        Raises
+        ------
+        ScoringError
+            If the model call fails.
+        """
+        cached = self._text_cache.get(text)
+        if cached is not None:
+            return cached
+        try:
+            inputs = self._processor(
+                text=[text], padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt"
+            )
+            with self._torch.inference_mode():
+                out = self._model.get_text_features(input_ids=inputs["input_ids"])
+        except (RuntimeError, ValueError) as exc:
+            raise ScoringError(f"medsiglip text call failed: {type(exc).__name__}") from exc
+        embedding = _l2(_pooled(out).reshape(1, -1))[0]
+        embedding.flags.writeable = False  # shared through the cache
+        if len(self._text_cache) < _TEXT_CACHE_LIMIT:
+            self._text_cache[text] = embedding
+        return embedding
+
+
+def _to_rgb8(png: bytes) -> Any:
+    """16-bit grayscale PNG → 8-bit RGB PIL image, min-max scaled per image."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        arr = np.asarray(image, dtype=np.float64)
+    lo, hi = arr.min(), arr.max()
+    scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.round(scaled).astype(np.uint8)).convert("RGB")
+
+
+def _pooled(out: Any) -> np.ndarray:
+    """The pooled embedding whether transformers returns a tensor (4.x) or an output (5.x)."""
+    tensor = getattr(out, "pooler_output", out)
+    array = tensor.detach().float().cpu().numpy()
+    if array.ndim != 2 or array.shape[0] != 1:
+        raise ScoringError(f"medsiglip returned shape {array.shape}, expected (1, d)")
+    return array
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation as float32 (what SigLIP does before its logits)."""
+    x = x.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
