@@ -36,8 +36,14 @@ def main() -> None:
 
 @main.command()
 @_config_option
-def config(config_file: str | None) -> None:
+@click.option("--markdown", is_flag=True, help="Print every setting with its default as a Markdown table instead")
+def config(config_file: str | None, markdown: bool) -> None:
     """Print the effective settings (passwords masked)."""
+    if markdown:
+        from radtriage.settings import settings_markdown
+
+        click.echo(settings_markdown())
+        return
     click.echo(json.dumps(_settings(config_file).public_view(), indent=2))
 
 
@@ -60,7 +66,7 @@ def serve(config_file: str | None) -> None:
     daemon = Daemon(settings, config_file=config_file)
     try:
         daemon.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: unsafe exposure or unusable TLS files
         raise click.ClickException(f"cannot start: {exc}") from exc
     try:
         daemon.wait()
@@ -73,9 +79,23 @@ def serve(config_file: str | None) -> None:
 @click.option("--queues", default="triage", show_default=True, help="Comma-separated queues to consume")
 @click.option("--pool", default="solo", show_default=True, help="Celery pool (solo: one model per process)")
 @click.option("--concurrency", default=1, show_default=True, help="Processes for the prefork pool")
-def worker(config_file: str | None, queues: str, pool: str, concurrency: int) -> None:
-    """Run a Celery worker for the triage queue (production: one per host or GPU)."""
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this worker's Prometheus metrics on this port (when not supervised by serve)")
+def worker(config_file: str | None, queues: str, pool: str, concurrency: int, metrics_port: int | None) -> None:
+    """Run a Celery worker for the triage or draft queue (production: one per host or GPU)."""
     settings = _settings(config_file)
+    if metrics_port is not None:
+        # Prefork children count into files that this process serves; set before the
+        # first import of prometheus_client.
+        import tempfile
+
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="radtriage-metrics-"))
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        start_http_server(metrics_port, addr="0.0.0.0", registry=registry)
     from radtriage import logs
 
     logs.configure(settings.log_level)
@@ -120,6 +140,11 @@ main.add_command(backfill)
 from radtriage.cli_probe import probe  # noqa: E402
 
 main.add_command(probe)
+
+from radtriage.cli_dicom import echo, send  # noqa: E402
+
+main.add_command(echo)
+main.add_command(send)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -22,7 +22,12 @@ def register(app: Celery, context: WorkerContext) -> None:
     """Register the tasks on ``app``; they read everything else from ``context``."""
     settings = context.settings
 
-    @app.task(name=TRIAGE_TASK, bind=True, acks_late=True, soft_time_limit=settings.task_time_limit_seconds)
+    # shared=False: the task belongs to this app and context only; max_retries matches the
+    # setting so the last transient failure is recorded as a failure, not dropped by Celery.
+    options = dict(bind=True, acks_late=True, shared=False, max_retries=settings.task_max_retries,
+                   soft_time_limit=settings.task_time_limit_seconds)
+
+    @app.task(name=TRIAGE_TASK, **options)
     def triage(self: Task, study_id: int, revision: int) -> str:
         started = time.perf_counter()
         try:
@@ -34,7 +39,7 @@ def register(app: Celery, context: WorkerContext) -> None:
             metrics.TRIAGE_SECONDS.observe(time.perf_counter() - started)
         return outcome
 
-    @app.task(name=DRAFT_TASK, bind=True, acks_late=True, soft_time_limit=settings.task_time_limit_seconds)
+    @app.task(name=DRAFT_TASK, **options)
     def draft(self: Task, study_id: int, revision: int) -> str:
         # The message is a wake-up call: the database decides which studies are drafted next.
         started = time.perf_counter()
