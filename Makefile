@@ -24,5 +24,5 @@ $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[ml,test]'
+	$(BIN)/pip install -q -e '.[ml,eval,test]'
 	touch $@ $(VENV)/.daemon

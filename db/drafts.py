@@ -30,13 +30,16 @@ class DraftJob:
 @dataclasses.dataclass(frozen=True, slots=True)
 class DraftRecord:
     model_id: str
+    model_version: str
     prompt_version: str
+    disclaimer: str
     findings: str
     impression: str
     raw_text: str
     prompt_tokens: int
     new_tokens: int
     seconds: float
+    batch_size: int
 
 
 def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime | None = None) -> list[DraftJob]:
@@ -55,12 +58,12 @@ def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime |
         study.draft_claimed_by = worker
         session.add(Event(study_id=study.id, stage="drafting", detail=f"revision {study.revision}"))
         jobs.append(DraftJob(study.id, study.revision, study.priority, study.urgency_score,
-                             instance_infos(study), _scores(session, study)))
+                             instance_infos(study), study_scores(session, study)))
     session.commit()
     return jobs
 
 
-def _scores(session: Session, study: Study) -> dict[str, float]:
+def study_scores(session: Session, study: Study) -> dict[str, float]:
     """The study's finding scores at this revision (highest over its images)."""
     best: dict[str, float] = {}
     for findings in session.scalars(
@@ -112,9 +115,8 @@ def record_draft_failure(session: Session, *, study_id: int, revision: int, reas
     session.commit()
 
 
-def latest_draft(session: Session, *, study_id: int) -> dict[str, Any] | None:
-    draft = session.scalar(select(Draft).where(Draft.study_id == study_id).order_by(Draft.revision.desc()).limit(1))
-    if draft is None:
-        return None
-    return {"findings": draft.findings, "impression": draft.impression, "model_id": draft.model_id,
-            "prompt_version": draft.prompt_version, "revision": draft.revision}
+def as_item(draft: Draft) -> dict[str, Any]:
+    """A draft as the worklist shows it, disclaimer first."""
+    return {"disclaimer": draft.disclaimer, "findings": draft.findings, "impression": draft.impression,
+            "model_id": draft.model_id, "prompt_version": draft.prompt_version, "revision": draft.revision,
+            "sr_status": draft.sr_status}

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Event, Instance, Study, StudyStatus, utcnow
+from dicom.completeness import StudyViews, View, views_complete
 from scoring.priority import Priority
 
 
@@ -31,6 +32,8 @@ class NewInstance:
     modality: str | None = None
     body_part: str | None = None
     view_position: str | None = None
+    view: str | None = None  # "frontal" / "lateral", derived by dicom.completeness.view_of
+    expected_instances: int | None = None  # (0020,1208) Number of Study Related Instances
 
 
 class IngestOutcome(enum.Enum):
@@ -104,6 +107,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
             session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 
+    _count_views(session, study, new)
     session.add(
         Instance(
             study_id=study.id,
@@ -114,6 +118,8 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
             modality=new.modality,
             body_part=new.body_part,
             view_position=new.view_position,
+            view=new.view,
+            expected_instances=new.expected_instances,
             path=new.path,
             sha256=new.sha256,
             size_bytes=new.size_bytes,
@@ -121,3 +127,17 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
         )
     )
     return Recorded(outcome, study.id)
+
+
+def _count_views(session: Session, study: Study, new: NewInstance) -> None:
+    """Keep the study's completeness state (views, counts) in step with its instances."""
+    seen = session.scalar(
+        select(Instance.id).where(Instance.study_id == study.id, Instance.sop_instance_uid == new.sop_instance_uid).limit(1)
+    )
+    views = StudyViews(
+        instance_count=study.instance_count or 0, has_frontal=bool(study.has_frontal),
+        has_lateral=bool(study.has_lateral), expected=study.expected_instances,
+    ).add(View(new.view) if new.view else None, new.expected_instances, new_instance=seen is None)
+    study.instance_count, study.has_frontal, study.has_lateral = views.instance_count, views.has_frontal, views.has_lateral
+    study.expected_instances = views.expected
+    study.views_complete = views_complete(views)

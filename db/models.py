@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UID = String(64)
@@ -67,6 +69,13 @@ class Study(Base):
     # dead worker from a slow one by its heartbeat.
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     draft_claimed_by: Mapped[str | None] = mapped_column(String(128))
+    # Completeness by views (dicom.completeness), kept in step by db.ingest in the same
+    # transaction as each instance, so a restart loses nothing.
+    instance_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct SOP Instance UIDs
+    expected_instances: Mapped[int | None] = mapped_column(Integer)  # largest (0020,1208) received
+    has_frontal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    has_lateral: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    views_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
 
@@ -93,6 +102,8 @@ class Instance(Base):
     modality: Mapped[str | None] = mapped_column(String(16))  # (0008,0060)
     body_part: Mapped[str | None] = mapped_column(String(16))  # (0018,0015)
     view_position: Mapped[str | None] = mapped_column(String(16))  # (0018,5101)
+    view: Mapped[str | None] = mapped_column(String(8))  # frontal/lateral from (0018,5101), (0054,0220), (0020,0020)
+    expected_instances: Mapped[int | None] = mapped_column(Integer)  # (0020,1208)
     path: Mapped[str] = mapped_column(Text)  # relative to the data folder
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
@@ -153,13 +164,17 @@ class Draft(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     revision: Mapped[int] = mapped_column(Integer)
     model_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64), default="unknown")
     prompt_version: Mapped[str] = mapped_column(String(32))
+    # Stored with every draft, shown wherever it is: an UNVERIFIED AI draft for research use.
+    disclaimer: Mapped[str] = mapped_column(Text)
     findings: Mapped[str] = mapped_column(Text, default="")
     impression: Mapped[str] = mapped_column(Text, default="")
     raw_text: Mapped[str] = mapped_column(Text, default="")
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     new_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # the whole batch's generation time
+    batch_size: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Export of the draft as a DICOM SR to the configured destination.
     sr_status: Mapped[str | None] = mapped_column(String(16))  # pending, sent, failed; None: no destination

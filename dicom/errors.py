@@ -8,9 +8,16 @@ Exception tree::
           │                         turned into model input (``.reason`` says why)
           ├── OutOfResources        disk or database unavailable: the sender retries
           │                         later (C-STORE status 0xA700)
-          └── InvalidDataset        the dataset cannot be understood (0xC210); a
-               │                    retry will not help
-               └── MissingAttribute a required identifying attribute is absent (0xC210)
+          ├── InvalidDataset        the dataset cannot be parsed (0xC210); a retry
+          │    │                    will not help
+          │    ├── MissingAttribute a required identifying attribute is absent or
+          │    │                    not a valid UID (0xC220)
+          │    └── DatasetMismatch  the dataset does not match the SOP class it was
+          │                         sent as (0xA900)
+          ├── AccessConfigError     the listener's exposure or TLS settings are unsafe
+          │                         or unusable: it refuses to start (also a ValueError)
+          └── AssociationFailed     an SCU association was rejected, aborted or never
+                                    established (``.statuses`` holds what was answered)
 
 Messages and reasons never contain PHI (no names, IDs, dates, UIDs); they name the
 tag, the codec error class or the value class that was refused.
@@ -50,8 +57,33 @@ class InvalidDataset(DicomError):
 
 
 class MissingAttribute(InvalidDataset):
-    """A required attribute (named by keyword, never by value) is missing or empty."""
+    """A required attribute (named by keyword, never by value) is missing, empty or invalid."""
 
-    def __init__(self, keyword: str) -> None:
-        super().__init__(f"required attribute {keyword} is missing or empty")
+    def __init__(self, keyword: str, problem: str = "is missing or empty") -> None:
+        super().__init__(f"required attribute {keyword} {problem}")
         self.keyword = keyword
+
+
+class DatasetMismatch(InvalidDataset):
+    """The dataset does not match its SOP class (wrong class, or a required module absent)."""
+
+
+class AccessConfigError(DicomError, ValueError):
+    """The listener's settings would expose it unsafely or cannot be used (TLS files)."""
+
+
+class AssociationFailed(DicomError):
+    """An SCU association could not be used to the end.
+
+    Parameters
+    ----------
+    reason : str
+        PHI-free, e.g. ``"association rejected (calling AE title not recognised)"``.
+    statuses : list of int
+        The statuses answered before the association failed, in sending order.
+    """
+
+    def __init__(self, reason: str, statuses: list[int] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.statuses = list(statuses or [])

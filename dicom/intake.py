@@ -1,67 +1,140 @@
-"""Taking one instance in: identify it, store its bytes durably, commit its row.
+"""Taking one instance in: check it, store its bytes durably, commit its row.
 
 Shared by the C-STORE handler and ``radtriage backfill``, so a file read from disk goes
-exactly the way a pushed one does.
+exactly the way a pushed one does. Only the header is read (pydicom decodes values
+lazily); the bytes are stored exactly as received. Each failed check raises the error
+whose status ``dicom.status`` answers: unparsable → 0xC210, identifying UID missing or
+malformed → 0xC220, dataset not matching its SOP class → 0xA900.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.uid import UID
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.ingest import NewInstance, Recorded, record_instance
-from dicom.errors import InvalidDataset, MissingAttribute
+from dicom.completeness import expected_instances, view_of
+from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute
 from dicom.order import ordered_priority
 from dicom.storage import remove_stored, store_bytes
 
+# PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
+# invalid too, but legacy modalities send them and refusing those images helps nobody.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_PIXEL_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")
 
-def identify(ds: Dataset, transfer_syntax: str) -> NewInstance:
-    """The attributes the worklist needs from ``ds``.
+
+def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = None) -> NewInstance:
+    """Check ``ds`` and read what the database records (only the header is read).
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The received dataset (``event.dataset``) or a file read from disk.
+    transfer_syntax : str
+        The negotiated transfer syntax, or the file's.
+    sop_class_uid : str, optional
+        A C-STORE request's Affected SOP Class UID; the dataset's must be the same. (Its
+        Affected SOP Instance UID may differ: senders copy stale file meta; the dataset's
+        own UID is what is recorded.)
+
+    Returns
+    -------
+    NewInstance
+        With ``path``, ``sha256`` and ``size_bytes`` still empty.
 
     Raises
     ------
     MissingAttribute
-        Study, Series or SOP Instance UID, or SOP Class UID, is absent or empty.
+        Study, Series or SOP Instance UID missing, empty or not a valid UID (0xC220).
+    DatasetMismatch
+        SOP Class UID missing or not the request's, or an image class lacks its Image
+        Pixel module (0xA900).
     InvalidDataset
-        An attribute cannot be parsed.
+        The dataset cannot be parsed (0xC210).
     """
     try:
-        return _identify(ds, transfer_syntax)
+        return _identify(ds, transfer_syntax, sop_class_uid)
     except InvalidDataset:
         raise
-    except Exception as exc:
+    except Exception as exc:  # pydicom raises many kinds while decoding a broken value
         raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
 
 
-def _identify(ds: Dataset, transfer_syntax: str) -> NewInstance:
-    def required(keyword: str) -> str:
-        value = str(ds.get(keyword, "") or "").strip()
-        if not value:
-            raise MissingAttribute(keyword)
-        return value
-
-    def optional(keyword: str, limit: int = 16) -> str | None:
-        value = str(ds.get(keyword, "") or "").strip()
-        return value[:limit] or None
-
+def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> NewInstance:
+    study = _uid(ds, "StudyInstanceUID")
+    series = _uid(ds, "SeriesInstanceUID")
+    instance = _uid(ds, "SOPInstanceUID")
+    sop_class = _text(ds, "SOPClassUID")
+    if not sop_class:
+        raise DatasetMismatch("SOPClassUID is missing")
+    if sop_class_uid is not None and sop_class != sop_class_uid.strip():
+        raise DatasetMismatch("SOPClassUID differs from the request's Affected SOP Class UID")
+    if "Image Storage" in UID(sop_class).name:
+        _check_image_pixel_module(ds, UID(transfer_syntax))
     return NewInstance(
-        study_instance_uid=required("StudyInstanceUID"),
-        series_instance_uid=required("SeriesInstanceUID"),
-        sop_instance_uid=required("SOPInstanceUID"),
-        sop_class_uid=required("SOPClassUID"),
+        study_instance_uid=study,
+        series_instance_uid=series,
+        sop_instance_uid=instance,
+        sop_class_uid=sop_class,
         transfer_syntax_uid=transfer_syntax,
         ordered_priority=ordered_priority(ds),
-        accession_number=optional("AccessionNumber"),
-        modality=optional("Modality"),
-        body_part=optional("BodyPartExamined"),
-        view_position=optional("ViewPosition"),
+        accession_number=_text(ds, "AccessionNumber")[:16] or None,
+        modality=_text(ds, "Modality")[:16] or None,
+        body_part=_text(ds, "BodyPartExamined")[:16] or None,
+        view_position=_text(ds, "ViewPosition")[:16] or None,
+        view=(view.value if (view := view_of(ds)) else None),
+        expected_instances=expected_instances(ds),
         path="",
         sha256="",
         size_bytes=0,
     )
+
+
+def _check_image_pixel_module(ds: Dataset, transfer_syntax: UID) -> None:
+    """The Image Pixel module (PS3.3 C.7.6.3) is mandatory in every image storage class."""
+    if "PixelData" not in ds:
+        raise DatasetMismatch("an image storage SOP class without Pixel Data")
+    values = {}
+    for keyword in _PIXEL_KEYWORDS:
+        value = ds.get(keyword)
+        if not isinstance(value, int) or value <= 0:
+            raise DatasetMismatch(f"Image Pixel module attribute {keyword} is missing or invalid")
+        values[keyword] = value
+    if not _text(ds, "PhotometricInterpretation"):
+        raise DatasetMismatch("Image Pixel module attribute PhotometricInterpretation is missing")
+    if not transfer_syntax.is_compressed:
+        # Native pixel data has a known length; a shorter one is a truncated image.
+        frames = _frames(ds)
+        bits = values["Rows"] * values["Columns"] * values["SamplesPerPixel"] * values["BitsAllocated"] * frames
+        if len(ds.PixelData) < (bits + 7) // 8:
+            raise DatasetMismatch("Pixel Data is shorter than its Rows, Columns and Bits Allocated require")
+
+
+def _frames(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError) as exc:
+        raise DatasetMismatch("NumberOfFrames is not an integer") from exc
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    value = _text(ds, keyword)
+    if not value:
+        raise MissingAttribute(keyword)
+    if len(value) > 64 or not _UID.match(value):
+        raise MissingAttribute(keyword, "is not a valid UID")
+    return value
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    # Some senders pad UIDs with NUL or spaces; neither is part of the value.
+    return str(ds.get(keyword, "") or "").strip().rstrip("\x00").strip()
 
 
 def take_in(raw: bytes, new: NewInstance, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:

@@ -1,14 +1,16 @@
-"""The DICOM listener (C-ECHO, C-STORE): store durably, record, answer.
+"""The DICOM listener (C-ECHO, C-STORE): admit the caller, store durably, record, answer.
 
-The C-STORE handler is thin: read the few identifying tags, write the received bytes
+The C-STORE handler is thin: check the few tags it needs, write the received bytes
 (fsync), commit the row, answer. It never calls a model or the queue; completed studies
-reach the workers through the database outbox.
+reach the workers through the database outbox. Who may associate is decided by
+``dicom.access`` before any presentation context is negotiated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import (
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
@@ -28,7 +31,9 @@ from pynetdicom.sop_class import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.ingest import NewInstance
 from dicom import status
+from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
 
@@ -40,6 +45,14 @@ STORAGE_SOP_CLASSES = (
     DigitalXRayImageStorageForProcessing,
     SecondaryCaptureImageStorage,
 )
+
+# A-ASSOCIATE-RJ (result, source, diagnostic) for each refusal: permanent, by the service
+# user, "calling AE title not recognised" / "called AE title not recognised" (PS3.8 9.3.4).
+_REJECT = {"called_ae": (0x01, 0x01, 0x07), "calling_ae": (0x01, 0x01, 0x03), "host": (0x01, 0x01, 0x03)}
+# Presentation context results (PS3.8 9.3.3.2) as refusal reasons.
+_CONTEXT_RESULT = {0x01: "context_rejected", 0x02: "context_rejected", 0x03: "sop_class_not_supported",
+                   0x04: "transfer_syntax_not_supported"}
+
 
 def _preferred_syntaxes() -> list[str]:
     """Every transfer syntax, in the order we pick from what a sender proposes.
@@ -58,13 +71,13 @@ def _preferred_syntaxes() -> list[str]:
 StoreObserver = Callable[[str, int], None]
 
 
-def _ignore(result: str, code: int) -> None:
+def _ignore(*_args) -> None:
     pass
 
 
 @dataclasses.dataclass
 class StoreHandler:
-    """Handles EVT_C_STORE: durable file, committed row, then the status."""
+    """Handles EVT_C_STORE: durable file, committed row, then the status (``dicom.status``)."""
 
     data_dir: Path
     sessions: sessionmaker[Session]
@@ -75,7 +88,8 @@ class StoreHandler:
             code, result = self._store(event)
         except Exception as exc:  # every failure becomes a status, never a dropped association
             code, result = status.status_for(exc), "refused"
-            log.warning("C-STORE refused with 0x%04X: %s", code, status.describe(exc))
+            log.warning("C-STORE refused with 0x%04X (%s): %s", code, status.REASONS.get(code, "?"),
+                        status.describe(exc))
         self.observe(result, code)
         return code
 
@@ -84,38 +98,147 @@ class StoreHandler:
             ds = event.dataset
         except Exception as exc:
             raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
-        new = identify(ds, str(event.context.transfer_syntax))
-        recorded = take_in(event.encoded_dataset(include_meta=True), new, data_dir=self.data_dir, sessions=self.sessions)
+        new = identify(ds, str(event.context.transfer_syntax), sop_class_uid=str(event.request.AffectedSOPClassUID))
+        recorded = take_in(_part10(event, new), new, data_dir=self.data_dir, sessions=self.sessions)
         return status.SUCCESS, recorded.outcome.value
 
 
-class Listener:
-    """A pynetdicom AE serving Verification and the radiograph storage classes."""
+def _part10(event: evt.Event, new: NewInstance) -> bytes:
+    """The received dataset bytes, untouched, behind a file meta naming the dataset's own UIDs."""
+    meta = event.file_meta
+    # Some senders' requests carry a stale Affected SOP Instance UID (from an old file meta).
+    meta.MediaStorageSOPInstanceUID = new.sop_instance_uid
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
 
-    def __init__(self, *, ae_title: str, host: str, port: int, handler: StoreHandler,
-                 on_association: Callable[[str], None] | None = None) -> None:
-        self.address = (host, port)
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """Where and how the listener serves; built from the settings by ``radtriage.serve``.
+
+    Attributes
+    ----------
+    ae_title : str
+        The called AE title we answer to; any other is rejected.
+    host, port : str, int
+        The address to bind.
+    accepted_sop_classes : tuple of str
+        Storage SOP class UIDs; any other is refused at negotiation.
+    allowed : tuple of AllowedPeer
+        Calling AE titles (optionally with a host) allowed to associate; empty: any.
+    allow_any : bool
+        Start on a non-loopback address without an allow-list.
+    ssl_context : ssl.SSLContext or None
+        TLS only, when set (``dicom.access.server_tls_context``).
+    max_associations : int
+        More concurrent associations are rejected (transient, local limit exceeded).
+    acse_timeout, dimse_timeout, network_timeout : float
+        Seconds, as pynetdicom's AE options of the same names.
+    """
+
+    ae_title: str
+    host: str
+    port: int
+    accepted_sop_classes: tuple[str, ...] = tuple(str(c) for c in STORAGE_SOP_CLASSES)
+    allowed: tuple[AllowedPeer, ...] = ()
+    allow_any: bool = False
+    ssl_context: ssl.SSLContext | None = None
+    max_associations: int = 16
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+
+
+class Listener:
+    """A pynetdicom AE serving Verification and the configured storage classes.
+
+    Parameters
+    ----------
+    config : ListenerConfig
+    handler : StoreHandler
+    on_association : callable, optional
+        Called with "accepted", "rejected" or "aborted" for every association (metrics).
+    on_refusal : callable, optional
+        Called with a fixed reason for every refused association or presentation context:
+        "called_ae", "calling_ae", "host", "association_limit", "sop_class_not_supported",
+        "transfer_syntax_not_supported", "context_rejected" (metrics).
+    """
+
+    def __init__(self, config: ListenerConfig, *, handler: StoreHandler,
+                 on_association: Callable[[str], None] | None = None,
+                 on_refusal: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.address = (config.host, config.port)
+        self.policy = AccessPolicy(config.ae_title, config.allowed)
         self._handler = handler
-        self._on_association = on_association
-        self._ae = AE(ae_title=ae_title)
+        self._on_association = on_association or _ignore
+        self._on_refusal = on_refusal or _ignore
+        self._ae = AE(ae_title=config.ae_title)
         # Unlimited PDUs: the default 16 KiB costs about 3x in throughput (STACK.md).
         self._ae.maximum_pdu_size = 0
-        self._ae.require_called_aet = True
+        # The called and calling AE titles are checked by ``self.policy`` (with hosts).
+        self._ae.require_called_aet = False
+        self._ae.maximum_associations = config.max_associations
+        self._ae.acse_timeout = config.acse_timeout
+        self._ae.dimse_timeout = config.dimse_timeout
+        self._ae.network_timeout = config.network_timeout
         self._ae.add_supported_context(Verification)
-        for sop_class in STORAGE_SOP_CLASSES:
+        for sop_class in config.accepted_sop_classes:
             self._ae.add_supported_context(sop_class, _preferred_syntaxes())
         self._server = None
 
     def start(self) -> None:
-        handlers = [(evt.EVT_C_STORE, self._handler)]
-        if self._on_association:
-            handlers += [
-                (evt.EVT_ACCEPTED, lambda _e: self._on_association("accepted")),
-                (evt.EVT_REJECTED, lambda _e: self._on_association("rejected")),
-                (evt.EVT_ABORTED, lambda _e: self._on_association("aborted")),
-            ]
-        self._server = self._ae.start_server(self.address, block=False, evt_handlers=handlers)
-        log.info("DICOM listener on %s:%d", *self.address)
+        """Bind and serve in background threads.
+
+        Raises
+        ------
+        AccessConfigError
+            A non-loopback address without an allow-list and without ``allow_any``.
+        OSError
+            The address cannot be bound.
+        """
+        check_exposure(self.config.host, self.policy, allow_any=self.config.allow_any)
+        handlers = [
+            (evt.EVT_C_STORE, self._handler),
+            (evt.EVT_REQUESTED, self._admit),
+            (evt.EVT_ACCEPTED, self._accepted),
+            (evt.EVT_REJECTED, self._rejected),
+            (evt.EVT_ABORTED, lambda _e: self._on_association("aborted")),
+        ]
+        self._server = self._ae.start_server(self.address, block=False, evt_handlers=handlers,
+                                             ssl_context=self.config.ssl_context)
+        # Port 0 binds an ephemeral port: report the real one.
+        self.address = self._server.server_address[:2]
+        log.info("DICOM listener on %s:%d%s", *self.address, " (TLS)" if self.config.ssl_context else "")
+
+    def _admit(self, event: evt.Event) -> None:
+        """EVT_REQUESTED: reject callers the policy refuses, before any negotiation."""
+        assoc = event.assoc
+        request = assoc.requestor.primitive
+        address = str(assoc.requestor.address)
+        reason = self.policy.refusal(called_ae=str(request.called_ae_title), calling_ae=str(request.calling_ae_title),
+                                     address=address)
+        if reason is None:
+            return
+        log.warning("association from %s (calling AE %r, called AE %r) rejected: %s", address,
+                    str(request.calling_ae_title), str(request.called_ae_title), reason)
+        self._on_refusal(reason)
+        self._on_association("rejected")
+        assoc.acse.send_reject(*_REJECT[reason])
+        # As pynetdicom's own rejection does: let the DUL send the A-ASSOCIATE-RJ, then stop.
+        assoc.kill()
+
+    def _accepted(self, event: evt.Event) -> None:
+        self._on_association("accepted")
+        for context in event.assoc.rejected_contexts:
+            reason = _CONTEXT_RESULT.get(context.result, "context_rejected")
+            log.info("presentation context for %s refused (%s)", context.abstract_syntax, reason)
+            self._on_refusal(reason)
+
+    def _rejected(self, _event: evt.Event) -> None:
+        # pynetdicom rejects on its own only when the association limit is reached.
+        log.warning("association rejected: more than %d at once", self.config.max_associations)
+        self._on_refusal("association_limit")
+        self._on_association("rejected")
 
     @property
     def running(self) -> bool:

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.worklist import worklist
+from db.worklist import Escalation, worklist
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
 <title>radtriage worklist</title><style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;text-align:left}}
@@ -25,13 +25,14 @@ def create_api(
     sessions: sessionmaker[Session],
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], tuple[bytes, str]],
+    escalation: Escalation = Escalation(),
 ) -> FastAPI:
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)")
 
     @app.get("/api/worklist")
     def get_worklist(limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
         with sessions() as session:
-            return {"items": worklist(session, limit=limit)}
+            return {"items": worklist(session, limit=limit, escalation=escalation)}
 
     @app.get("/healthz")
     def get_health() -> JSONResponse:
@@ -48,7 +49,7 @@ def create_api(
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         with sessions() as session:
-            items = worklist(session, limit=500)
+            items = worklist(session, limit=500, escalation=escalation)
         rows = "".join(_row(item) for item in items)
         return _PAGE.format(rows=rows)
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from db.session import ping
 from radtriage.settings import Settings
-from scoring.cxr_foundation import missing_parts
+from scoring.backends import EmbedderConfig, missing_for
 
 Check = Callable[[], dict[str, Any]]
 
@@ -26,16 +26,22 @@ def database_check(engine: Engine) -> Check:
 
 
 def model_check(settings: Settings) -> Check:
+    """The triage embedder's weights (CXR Foundation or MedSigLIP), checked without loading."""
+    config = EmbedderConfig.from_settings(settings)
+    where = (str(settings.cxr_foundation_dir.resolve()) if config.embedder == "cxr_foundation"
+             else settings.medsiglip_model)
+
     def check() -> dict[str, Any]:
-        missing = missing_parts(settings.cxr_foundation_dir, settings.vocab_path)
+        missing = missing_for(config)
         if missing:
             return {
                 "status": "missing",
-                "path": str(settings.cxr_foundation_dir.resolve()),
+                "embedder": config.embedder,
+                "path": where,
                 "missing": missing,
                 "detail": "AI unavailable: priorities come from the order; see README 'Model weights'",
             }
-        return {"status": "ok", "path": str(settings.cxr_foundation_dir.resolve())}
+        return {"status": "ok", "embedder": config.embedder, "path": where}
 
     return check
 

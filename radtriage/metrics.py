@@ -23,6 +23,11 @@ DICOM_STORES = Counter(
     "C-STORE requests by result (stored, duplicate, reopened, refused) and status code",
     ["result", "status"],
 )
+DICOM_REFUSALS = Counter(
+    "radtriage_dicom_refusals",
+    "Associations and presentation contexts the listener refused, by reason (AE title, host, limit, SOP class, syntax)",
+    ["reason"],
+)
 STUDIES_COMPLETED = Counter("radtriage_studies_completed", "Studies found complete by the assembler")
 OUTBOX_PUBLISHED = Counter("radtriage_outbox_published", "Outbox rows handed to the broker")
 TRIAGE_TASKS = Counter("radtriage_triage_tasks", "Triage tasks by outcome", ["outcome"])

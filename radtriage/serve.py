@@ -16,14 +16,17 @@ from db.outbox import count_pending
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
 from dicom.assembler import Assembler
-from dicom.listener import Listener, StoreHandler
+from dicom.access import parse_allowed, server_tls_context
+from dicom.errors import AccessConfigError
+from dicom.listener import Listener, ListenerConfig, StoreHandler
 from radtriage import health, metrics
 from radtriage.api import create_api
 from radtriage.settings import Settings
 from radtriage.supervisor import WorkerSupervisor
-from scoring.cxr_foundation import missing_parts
+from scoring.backends import EmbedderConfig, missing_for
 from worker.app import create_app
 from worker.context import WEIGHTS_HINT, medgemma_missing
+from worker.export import SrExporter
 from worker.heartbeat import worker_name
 from worker.relay import OutboxRelay
 from worker.sweep import Sweep
@@ -50,7 +53,7 @@ class Daemon:
         migrate(self.engine)
         self.sessions = make_session_factory(self.engine)
 
-        missing = missing_parts(s.cxr_foundation_dir, s.vocab_path)
+        missing = missing_for(EmbedderConfig.from_settings(s))
         if missing:
             log.warning("%s Missing: %s", WEIGHTS_HINT, "; ".join(missing))
         self.drafts_unavailable = medgemma_missing(s.medgemma_model)
@@ -60,13 +63,15 @@ class Daemon:
 
         handler = StoreHandler(data_dir=s.data_dir.resolve(), sessions=self.sessions, observe=metrics.record_store)
         self.listener = Listener(
-            ae_title=s.ae_title, host=s.dicom_host, port=s.dicom_port, handler=handler,
+            listener_config(s), handler=handler,
             on_association=lambda result: metrics.DICOM_ASSOCIATIONS.labels(result=result).inc(),
+            on_refusal=lambda reason: metrics.DICOM_REFUSALS.labels(reason=reason).inc(),
         )
         self.listener.start()
 
         assembler = Assembler(
-            sessions=self.sessions, stable_seconds=s.stable_seconds, on_completed=metrics.STUDIES_COMPLETED.inc
+            sessions=self.sessions, stable_seconds=s.stable_seconds, grace_seconds=s.completion_grace_seconds,
+            on_completed=metrics.STUDIES_COMPLETED.inc,
         )
         self.relay = OutboxRelay(app=create_app(s), sessions=self.sessions, on_published=metrics.OUTBOX_PUBLISHED.inc)
         sweep = Sweep(sessions=self.sessions, settings=s)
@@ -74,13 +79,16 @@ class Daemon:
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
         self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
+        if s.sr_destination:
+            self._every("sr-export", 1.0, SrExporter(sessions=self.sessions, settings=s).run_once)
 
         if s.run_worker:
             self._supervise("triage")
             if not self.drafts_unavailable:
                 self._supervise("draft")
 
-        api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics)
+        api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
+                         escalation=s.escalation)
         self._http = uvicorn.Server(uvicorn.Config(api, host=s.http_host, port=s.http_port, log_level="warning"))
         self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)
@@ -117,7 +125,7 @@ class Daemon:
             "queue": lambda: {"status": {True: "ok", False: "unreachable", None: "starting"}[self.relay.broker_ok],
                               "broker": "embedded" if s.embedded_broker else "redis"},
             "workers": self._workers_check,
-            "cxr_foundation": health.model_check(s),
+            "triage_model": health.model_check(s),
             "drafts": lambda: ({"status": "disabled", "detail": self.drafts_unavailable}
                                if self.drafts_unavailable else {"status": "ok", "model": s.medgemma_model}),
         }
@@ -167,3 +175,21 @@ class Daemon:
             multiprocess.mark_process_dead(pid)
         with self.sessions() as session:
             heartbeats.forget(session, name=worker_name(pid))
+
+
+def listener_config(s: Settings) -> ListenerConfig:
+    """The listener's settings, TLS context included (raises ``AccessConfigError``)."""
+    tls = None
+    if s.dicom_tls_cert or s.dicom_tls_key:
+        if not (s.dicom_tls_cert and s.dicom_tls_key):
+            raise AccessConfigError("TLS needs both RADTRIAGE_DICOM_TLS_CERT and RADTRIAGE_DICOM_TLS_KEY")
+        tls = server_tls_context(cert=s.dicom_tls_cert, key=s.dicom_tls_key, ca=s.dicom_tls_ca,
+                                 require_client_cert=s.dicom_tls_require_client_cert,
+                                 stall_timeout=s.dicom_network_timeout)
+    return ListenerConfig(
+        ae_title=s.ae_title, host=s.dicom_host, port=s.dicom_port,
+        accepted_sop_classes=tuple(s.dicom_accepted_sop_classes.split(",")),
+        allowed=parse_allowed(s.dicom_allowed_aes), allow_any=s.dicom_allow_any, ssl_context=tls,
+        max_associations=s.dicom_max_associations, acse_timeout=s.dicom_acse_timeout,
+        dimse_timeout=s.dicom_dimse_timeout, network_timeout=s.dicom_network_timeout,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import re
@@ -31,6 +32,21 @@ class Settings(BaseSettings):
     dicom_host: str = Field("127.0.0.1", description="Address the DICOM listener binds")
     dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM listener port")
     stable_seconds: float = Field(5.0, gt=0, description="Quiet time after the last image before a study is complete")
+    completion_grace_seconds: float = Field(0.5, ge=0, description="A study with a frontal view whose expected instances arrived (NumberOfStudyRelatedInstances, else frontal + lateral) completes this long after its last image")
+    dicom_allowed_aes: str = Field("", description="Calling AE titles allowed to associate, comma-separated, each TITLE or TITLE@HOST (address, network such as 10.0.0.0/24, or name); empty: any caller")
+    dicom_allow_any: bool = Field(False, description="Let a listener on a non-loopback address start without an allow-list (any sender on the network may store)")
+    dicom_accepted_sop_classes: str = Field(
+        "1.2.840.10008.5.1.4.1.1.1,1.2.840.10008.5.1.4.1.1.1.1,1.2.840.10008.5.1.4.1.1.1.1.1,1.2.840.10008.5.1.4.1.1.7",
+        description="Storage SOP class UIDs the listener accepts, comma-separated (default: CR, DX for presentation and for processing, Secondary Capture); others are refused at negotiation",
+    )
+    dicom_max_associations: int = Field(16, ge=1, description="Concurrent DICOM associations; more are rejected as a transient local limit")
+    dicom_acse_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an association request or release")
+    dicom_dimse_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a DIMSE message (e.g. the rest of a C-STORE)")
+    dicom_network_timeout: float = Field(60.0, gt=0, description="Seconds an association may stay silent before it is aborted")
+    dicom_tls_cert: Path | None = Field(None, description="PEM certificate of the listener; with dicom_tls_key, the listener speaks TLS only")
+    dicom_tls_key: Path | None = Field(None, description="PEM private key of dicom_tls_cert")
+    dicom_tls_ca: Path | None = Field(None, description="PEM CA bundle that client certificates are checked against")
+    dicom_tls_require_client_cert: bool = Field(False, description="Refuse TLS clients without a certificate signed by dicom_tls_ca")
 
     # storage and database
     data_dir: Path = Field(Path("radtriage-data"), description="Folder for received images, the embedded queue and the SQLite database")
@@ -56,6 +72,10 @@ class Settings(BaseSettings):
     sr_destination_ae_title: str = Field("PACS", description="Called AE title of the SR destination")
     sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
 
+    # worklist
+    escalate_routine_after_minutes: float | None = Field(120.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never)")
+    escalate_urgent_after_minutes: float | None = Field(60.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never)")
+
     # HTTP API
     http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and /metrics")
@@ -77,6 +97,32 @@ class Settings(BaseSettings):
         if not _AE_TITLE.match(value):
             raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
         return value
+
+    @field_validator("sr_destination", "broker_url", "database_url", "escalate_routine_after_minutes",
+                     "escalate_urgent_after_minutes", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        # Compose files pass unset variables as "": treat them as not configured.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dicom_allowed_aes", "dicom_accepted_sop_classes", mode="before")
+    @classmethod
+    def _list_as_text(cls, value):
+        # A TOML file may give a list; the environment gives comma-separated text.
+        return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    @field_validator("dicom_accepted_sop_classes")
+    @classmethod
+    def _valid_sop_classes(cls, value: str) -> str:
+        uids = [v.strip() for v in value.split(",") if v.strip()]
+        if not uids or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)*", u) and len(u) <= 64 for u in uids):
+            raise ValueError("dicom_accepted_sop_classes must be comma-separated SOP class UIDs")
+        return ",".join(uids)
+
+    @field_validator("dicom_tls_cert", "dicom_tls_key", "dicom_tls_ca", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod
@@ -106,6 +152,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'radtriage.sqlite3').resolve()}"
 
     @property
+    def escalation(self):
+        from db.worklist import Escalation
+
+        def minutes(value: float | None):
+            return None if value is None else dt.timedelta(minutes=value)
+
+        return Escalation(minutes(self.escalate_routine_after_minutes), minutes(self.escalate_urgent_after_minutes))
+
+    @property
     def embedded_broker(self) -> bool:
         return not self.broker_url
 
@@ -120,6 +175,15 @@ class Settings(BaseSettings):
             shown[key] = mask_url(shown[key])
         shown["database_url (effective)"] = mask_url(self.effective_database_url)
         return shown
+
+
+def settings_markdown() -> str:
+    """The settings as the README's Markdown table (the README is checked against it)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else str(field.default)
+        lines.append(f"| `RADTRIAGE_{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines)
 
 
 def mask_url(url: str | None) -> str | None:

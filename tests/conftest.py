@@ -72,3 +72,13 @@ def redis_prefix():
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def medgemma_dir(tmp_path_factory) -> Path:
+    """A tiny Gemma 3 built with the real classes, saved like a MedGemma folder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.standins_medgemma import build_medgemma_standin
+
+    return build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma")

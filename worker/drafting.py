@@ -25,10 +25,12 @@ def run_draft_batch(ctx: WorkerContext) -> str:
         jobs = db_drafts.claim_batch(session, limit=ctx.settings.draft_batch, worker=worker_name())
     if not jobs:
         return "idle"
-    ready, images = [], []
+    ready, images, views = [], [], []
     for job in jobs:
         try:
-            images.append(_frontal_image(ctx, job))
+            image, view = _frontal_image(ctx, job)
+            images.append(image)
+            views.append(view)
             ready.append(job)
         except UnscorableImage as exc:
             with ctx.sessions() as session:
@@ -36,7 +38,7 @@ def run_draft_batch(ctx: WorkerContext) -> str:
     if not ready:
         return "failed"
     try:
-        drafts = drafter.draft_batch(images)
+        drafts = drafter.draft_batch(images, views=views)
     except Exception:
         with ctx.sessions() as session:
             db_drafts.release(session, study_ids=[job.study_id for job in ready])
@@ -44,7 +46,7 @@ def run_draft_batch(ctx: WorkerContext) -> str:
     for job, draft in zip(ready, drafts, strict=True):
         with ctx.sessions() as session:
             db_drafts.record_draft(
-                session, study_id=job.study_id, revision=job.revision, draft=_record(draft),
+                session, study_id=job.study_id, revision=job.revision, draft=_record(draft, drafter.model_version),
                 export=ctx.settings.sr_destination is not None, escalation=_escalation(ctx, job, draft),
             )
     log.info("drafted %d study(ies): #%s", len(ready), ", #".join(str(job.study_id) for job in ready))
@@ -52,20 +54,22 @@ def run_draft_batch(ctx: WorkerContext) -> str:
 
 
 def _frontal_image(ctx: WorkerContext, job: db_drafts.DraftJob):
-    """The first image triage would score, rendered as MedGemma's 8-bit RGB input."""
+    """The first image triage would score, as MedGemma's 8-bit RGB input, and its view."""
     from dicom.render import to_rgb_image
 
     selection = choose_images(job.instances)
     if not selection.chosen:
         raise UnscorableImage(selection.note or "no image to draft from")
-    return to_rgb_image(pydicom.dcmread(ctx.data_dir / selection.chosen[0].path))
+    chosen = selection.chosen[0]
+    return to_rgb_image(pydicom.dcmread(ctx.data_dir / chosen.path)), chosen.view_position
 
 
-def _record(draft) -> db_drafts.DraftRecord:
+def _record(draft, model_version: str) -> db_drafts.DraftRecord:
     return db_drafts.DraftRecord(
-        model_id=draft.model_id, prompt_version=draft.prompt_version, findings=draft.findings,
-        impression=draft.impression, raw_text=draft.raw_text, prompt_tokens=draft.prompt_tokens,
-        new_tokens=draft.new_tokens, seconds=draft.seconds,
+        model_id=draft.model_id, model_version=model_version, prompt_version=draft.prompt_version,
+        disclaimer=draft.disclaimer, findings=draft.findings, impression=draft.impression, raw_text=draft.raw_text,
+        prompt_tokens=draft.prompt_tokens, new_tokens=draft.new_tokens, seconds=draft.seconds,
+        batch_size=draft.batch_size,
     )
 
 

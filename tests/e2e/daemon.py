@@ -129,12 +129,13 @@ _DCMCONV_SYNTAX = {
 def as_sent_by_dcmtk(path: Path, transfer_syntax: str, folder: Path) -> bytes:
     """The dataset bytes DCMTK puts on the wire for ``path`` in ``transfer_syntax``.
 
-    DCMTK's network encoder writes sequences and items with explicit lengths and converts
-    between uncompressed syntaxes; ``dcmconv +e`` applies the same encoder.
+    DCMTK's network encoder writes sequences and items with explicit lengths, drops
+    (FFFC,FFFC) Data Set Trailing Padding and converts between uncompressed syntaxes;
+    ``dcmconv +e -p`` applies the same encoder.
     """
     out = folder / f"wire-{path.name}"
     syntax = _DCMCONV_SYNTAX.get(transfer_syntax, "+t=")
-    subprocess.run(["dcmconv", "+e", syntax, str(path), str(out)], check=True, capture_output=True)
+    subprocess.run(["dcmconv", "+e", "-p", syntax, str(path), str(out)], check=True, capture_output=True)
     return dataset_bytes(out)
 
 
@@ -168,3 +169,16 @@ def events(database_url: str, stage: str) -> dict[str, int]:
     finally:
         engine.dispose()
     return {uid: n for uid, n in rows}
+
+
+def sqlite_events_in_order(daemon: Daemon, stages: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(Study Instance UID, stage) of every event of ``stages``, in the order they happened."""
+    import sqlite3
+
+    with sqlite3.connect(daemon.data_dir / "radtriage.sqlite3") as connection:
+        marks = ",".join("?" * len(stages))
+        rows = connection.execute(
+            f"SELECT s.study_instance_uid, e.stage FROM events e JOIN studies s ON s.id = e.study_id "
+            f"WHERE e.stage IN ({marks}) ORDER BY e.id", stages,
+        ).fetchall()
+    return [(uid, stage) for uid, stage in rows]

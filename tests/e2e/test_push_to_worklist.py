@@ -82,7 +82,7 @@ def check_scored_worklist(daemon: Daemon, files, model_dir) -> None:
 
 def test_embedded_default_push_reaches_worklist_with_model_scores(tmp_path, samples, dcmtk, cxr_foundation_dir):
     with Daemon(tmp_path, RADTRIAGE_CXR_FOUNDATION_DIR=str(cxr_foundation_dir)) as daemon:
-        assert daemon.health()["components"]["cxr_foundation"]["status"] == "ok"
+        assert daemon.health()["components"]["triage_model"]["status"] == "ok"
         files = push_chest(daemon, samples)
         items = check_scored_worklist(daemon, files, cxr_foundation_dir)
         metrics = daemon.get("/metrics")
@@ -125,7 +125,8 @@ def test_without_weights_orders_by_ordered_priority(tmp_path, samples, dcmtk):
     with Daemon(tmp_path) as daemon:
         health = daemon.health()
         assert health["status"] == "degraded"
-        assert str(tmp_path / "no-models") in health["components"]["cxr_foundation"]["path"]
+        assert health["components"]["drafts"]["status"] == "disabled"
+        assert str(tmp_path / "no-models") in health["components"]["triage_model"]["path"]
         daemon.dcmsend(*sent)
         items = daemon.wait_triaged(3)
         assert [i["priority"] for i in items] == ["STAT", "URGENT", "ROUTINE"]

@@ -1,0 +1,114 @@
+"""The worklist API: reading order, waiting-time escalation, health and metrics endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fastapi.testclient import TestClient
+
+from db.assembly import complete_quiet_studies
+from db.ingest import NewInstance, record_instance
+from db.models import utcnow
+from db.session import make_engine, make_session_factory, migrate
+from db.triage import claim, record_result
+from db.worklist import Escalation
+from radtriage import health, metrics
+from radtriage.api import create_api
+from scoring.priority import Priority
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'worklist.sqlite3'}")
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def add_study(sessions, n: int, ordered: Priority, *, received: dt.datetime, ai: Priority | None = None,
+              urgency: float | None = None) -> str:
+    uid = f"1.2.3.{n}"
+    new = NewInstance(study_instance_uid=uid, series_instance_uid=f"{uid}.1", sop_instance_uid=f"{uid}.1.1",
+                      sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1", transfer_syntax_uid="1.2.840.10008.1.2.1",
+                      ordered_priority=ordered, path=f"objects/{n}.dcm", sha256=f"{n:064d}", size_bytes=1,
+                      accession_number=f"A{n}")
+    with sessions() as session:
+        study_id = record_instance(session, new=new, now=received).study_id
+        complete_quiet_studies(session, stable_seconds=0, now=received + dt.timedelta(seconds=1))
+        if ai is not None:
+            claim(session, study_id=study_id, revision=1, worker="test:1")
+            record_result(session, study_id=study_id, revision=1, priority=ai, urgency_score=urgency,
+                          reasons=["test"], scores=[])
+    return uid
+
+
+def client(sessions, escalation=Escalation(), database_ok=True):
+    def health_report():
+        return health.report({"database": lambda: {"status": "ok" if database_ok else "error"}})
+
+    return TestClient(create_api(sessions=sessions, health=health_report, metrics=metrics.render,
+                                 escalation=escalation))
+
+
+def test_reading_order_priority_then_urgency_then_oldest(sessions):
+    now = utcnow()
+    old_routine = add_study(sessions, 1, Priority.ROUTINE, received=now - dt.timedelta(minutes=5))
+    new_routine = add_study(sessions, 2, Priority.ROUTINE, received=now - dt.timedelta(minutes=1))
+    ai_stat = add_study(sessions, 3, Priority.ROUTINE, received=now, ai=Priority.STAT, urgency=90.0)
+    ordered_stat = add_study(sessions, 4, Priority.STAT, received=now, ai=Priority.ROUTINE, urgency=10.0)
+    urgent_hi = add_study(sessions, 5, Priority.URGENT, received=now, ai=Priority.URGENT, urgency=70.0)
+    urgent_lo = add_study(sessions, 6, Priority.URGENT, received=now - dt.timedelta(minutes=9),
+                          ai=Priority.URGENT, urgency=40.0)
+    items = client(sessions).get("/api/worklist").json()["items"]
+    assert [i["study_instance_uid"] for i in items] == [
+        ai_stat, ordered_stat, urgent_hi, urgent_lo, old_routine, new_routine
+    ]
+    by_uid = {i["study_instance_uid"]: i for i in items}
+    # The AI said ROUTINE for a STAT order: the order stands.
+    assert by_uid[ordered_stat]["priority"] == "STAT"
+    assert by_uid[ai_stat]["ordered_priority"] == "ROUTINE" and by_uid[ai_stat]["priority"] == "STAT"
+
+
+def test_long_wait_escalates_one_step_per_wait(sessions):
+    now = utcnow()
+    fresh = add_study(sessions, 1, Priority.ROUTINE, received=now)
+    waited = add_study(sessions, 2, Priority.ROUTINE, received=now - dt.timedelta(minutes=130))
+    waited_long = add_study(sessions, 3, Priority.ROUTINE, received=now - dt.timedelta(minutes=190))
+    urgent_waited = add_study(sessions, 4, Priority.URGENT, received=now - dt.timedelta(minutes=61))
+    escalation = Escalation(routine_after=dt.timedelta(minutes=120), urgent_after=dt.timedelta(minutes=60))
+    by_uid = {i["study_instance_uid"]: i for i in client(sessions, escalation).get("/api/worklist").json()["items"]}
+    assert by_uid[fresh]["priority"] == "ROUTINE" and not by_uid[fresh]["escalated"]
+    assert by_uid[waited]["priority"] == "URGENT" and by_uid[waited]["escalated"]
+    assert by_uid[waited_long]["priority"] == "STAT"
+    assert by_uid[urgent_waited]["priority"] == "STAT"
+    assert any("long wait" in r for r in by_uid[waited]["reasons"])
+    off = Escalation(routine_after=None, urgent_after=None)
+    assert all(not i["escalated"] for i in client(sessions, off).get("/api/worklist").json()["items"])
+
+
+def test_page_escapes_what_it_shows(sessions):
+    uid = add_study(sessions, 1, Priority.ROUTINE, received=utcnow())
+    with sessions() as session:
+        from sqlalchemy import update
+
+        from db.models import Study
+
+        session.execute(update(Study).values(accession_number="<script>x</script>"))
+        session.commit()
+    page = client(sessions).get("/").text
+    assert "<script>x</script>" not in page and "&lt;script&gt;" in page
+    assert "not a diagnosis" in page
+    assert uid not in page  # UIDs are not shown on the page
+
+
+def test_health_is_503_only_without_database(sessions):
+    assert client(sessions).get("/healthz").status_code == 200
+    response = client(sessions, database_ok=False).get("/healthz")
+    assert response.status_code == 503 and response.json()["status"] == "degraded"
+
+
+def test_metrics_endpoint_serves_prometheus_text(sessions):
+    response = client(sessions).get("/metrics")
+    assert response.status_code == 200
+    assert "radtriage_dicom_store_requests" in response.text
