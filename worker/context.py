@@ -121,6 +121,7 @@ def medgemma_missing(model: str) -> str | None:
     """Why MedGemma cannot be used (PHI-free), or None; never imports torch."""
     try:
         from scoring.medgemma import missing_model
+
+        return missing_model(model)
     except ImportError:
-        return "MedGemma back-end not installed"
-    return missing_model(model)
+        return "MedGemma needs the ml extra (pip install 'radtriage[ml]')"

@@ -43,6 +43,7 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Daemon":
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "radtriage", "serve"], cwd=self.folder, env=self.env,

@@ -134,3 +134,21 @@ def test_without_weights_orders_by_ordered_priority(tmp_path, samples, dcmtk):
         assert all(i["reasons"][0].startswith("AI unavailable") for i in items)
         assert_stored_byte_equal(daemon, sent)
         assert daemon.log().count("CXR Foundation weights not found") <= 2  # once per process
+
+
+def test_daemon_runs_without_machine_learning_libraries(tmp_path, samples, dcmtk, cxr_foundation_dir):
+    """`pip install -e .` without the ml extra: weights present, libraries absent → order-based triage."""
+    import os
+    from pathlib import Path
+
+    blocker = Path(__file__).with_name("no_ml")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")]),
+           "RADTRIAGE_CXR_FOUNDATION_DIR": str(cxr_foundation_dir)}
+    with Daemon(tmp_path, **env) as daemon:
+        health = daemon.health()
+        assert health["components"]["drafts"]["status"] == "disabled"
+        daemon.dcmsend(samples / "chest" / "RG1_JLSN.dcm")
+        (item,) = daemon.wait_triaged(1)
+        assert item["status"] == "triaged" and item["urgency_score"] is None
+        assert item["reasons"][0].startswith("AI unavailable")
+        assert "ModuleNotFoundError" in item["reasons"][0] or "failed to load" in item["reasons"][0]
