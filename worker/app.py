@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from radtriage.settings import Settings
+from worker import embedded_broker
 
 TRIAGE_QUEUE = "triage"
 TRIAGE_TASK = "radtriage.triage"
@@ -26,7 +27,8 @@ def create_app(settings: Settings) -> Celery:
         control_dir = broker_folder(settings) / "control"
         queue_dir.mkdir(parents=True, exist_ok=True)
         control_dir.mkdir(parents=True, exist_ok=True)
-        broker, options = "filesystem://", {
+        embedded_broker.register()
+        broker, options = f"{embedded_broker.SCHEME}://localhost/", {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
