@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 SUCCESS = 0x0000
 
 
-class TestPacs:
+class RecordingPacs:
     """A storage SCP that records the SRs it receives; it can be stopped and started."""
 
     def __init__(self, port: int) -> None:
@@ -83,7 +83,7 @@ def test_stat_draft_goes_before_waiting_routine_drafts(tmp_path, cxr_foundation_
 
 
 def test_sr_reaches_pacs_once_after_destination_comes_back(tmp_path, cxr_foundation_dir, medgemma_dir):
-    pacs = TestPacs(free_port())
+    pacs = RecordingPacs(free_port())
     env = drafts_env(cxr_foundation_dir, medgemma_dir, RADTRIAGE_SR_DESTINATION=f"127.0.0.1:{pacs.port}",
                      RADTRIAGE_SR_DESTINATION_AE_TITLE="PACS", RADTRIAGE_SR_RETRY_MAX_SECONDS="4")
     with Daemon(tmp_path, **env) as daemon:
