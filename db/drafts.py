@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Draft, DraftStatus, Event, Score, Study, utcnow
+from db.models import Draft, DraftStatus, Event, Score, Study, StudyStatus, utcnow
 from db.triage import InstanceInfo, instance_infos
 
 
@@ -47,7 +47,8 @@ def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime |
     now = now or utcnow()
     studies = session.scalars(
         select(Study)
-        .where(Study.draft_status == DraftStatus.QUEUED)
+        # Only a triaged study: a reopened one gets its draft after its new triage.
+        .where(Study.draft_status == DraftStatus.QUEUED, Study.status == StudyStatus.TRIAGED)
         .order_by(Study.priority_rank.desc(), Study.completed_at, Study.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -63,11 +64,12 @@ def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime |
     return jobs
 
 
-def study_scores(session: Session, study: Study) -> dict[str, float]:
-    """The study's finding scores at this revision (highest over its images)."""
+def study_scores(session: Session, study: Study, revision: int | None = None) -> dict[str, float]:
+    """The study's finding scores at ``revision`` (default: current), highest over its images."""
     best: dict[str, float] = {}
+    revision = study.revision if revision is None else revision
     for findings in session.scalars(
-        select(Score.findings).where(Score.study_id == study.id, Score.revision == study.revision)
+        select(Score.findings).where(Score.study_id == study.id, Score.revision == revision)
     ):
         for name, value in (findings or {}).items():
             best[name] = max(best.get(name, float("-inf")), float(value))

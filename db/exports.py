@@ -41,7 +41,7 @@ def due(session: Session, *, limit: int = 20, now: dt.datetime | None = None) ->
     ).all()
     return [
         ExportJob(
-            draft.id, study.study_instance_uid, study.priority, study.urgency_score, study_scores(session, study),
+            draft.id, study.study_instance_uid, study.priority, study.urgency_score, study_scores(session, study, draft.revision),
             tuple(i.path for i in instance_infos(study)), draft.model_id, draft.model_version,
             draft.prompt_version, draft.findings, draft.impression, draft.sr_attempts,
         )

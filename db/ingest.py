@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Event, Instance, Study, StudyStatus, utcnow
+from db.models import DraftStatus, Event, Instance, Study, StudyStatus, utcnow
 from dicom.completeness import StudyViews, View, views_complete
 from scoring.priority import Priority
 
@@ -104,6 +104,9 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
             study.attempts = 0
             study.move_to(StudyStatus.RECEIVING, now)
             study.completed_at = None
+            if study.draft_status in (DraftStatus.QUEUED, DraftStatus.DRAFTING):
+                # The draft belongs to the revision being replaced: the new one queues its own.
+                study.move_draft_to(None, now)
             session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 

@@ -93,3 +93,17 @@ def _redrive(session: Session, stage: _Stage, alive: set[str], running_timeout: 
                                   priority_rank=study.priority_rank))
         session.add(Event(study_id=study.id, stage="redriven", detail=f"{stage.task}: was {was}"))
     return [study.id for study in stuck]
+
+
+def overdue_workers(session: Session, *, workers: list[str], seconds: float,
+                    now: dt.datetime | None = None) -> set[str]:
+    """Which of ``workers`` hold a triage or draft claim older than ``seconds`` (hung tasks)."""
+    before = (now or utcnow()) - dt.timedelta(seconds=seconds)
+    triage = select(Study.claimed_by).where(
+        Study.status == StudyStatus.TRIAGING, Study.claimed_by.in_(workers), Study.state_changed_at <= before
+    )
+    draft = select(Study.draft_claimed_by).where(
+        Study.draft_status == DraftStatus.DRAFTING, Study.draft_claimed_by.in_(workers),
+        Study.draft_changed_at <= before,
+    )
+    return set(session.scalars(triage)) | set(session.scalars(draft))

@@ -61,15 +61,25 @@ def _locked(session: Session, study_id: int, revision: int, *statuses: str) -> S
     return study
 
 
-def claim(session: Session, *, study_id: int, revision: int, worker: str) -> StudyForTriage | None:
+def claim(
+    session: Session, *, study_id: int, revision: int, worker: str, max_attempts: int | None = None
+) -> StudyForTriage | None:
     """Move a queued study to ``triaging``; ``None`` when this delivery is stale or a duplicate.
 
     Only a queued study can be claimed, so a second delivery of the same task while the
     first still runs does nothing; a study left ``triaging`` by a dead worker is put back
-    in the queue by the reconciliation sweep.
+    in the queue by the reconciliation sweep. A study already tried ``max_attempts`` times
+    (its worker died each time) is failed instead, so it cannot crash workers forever.
     """
     study = _locked(session, study_id, revision, StudyStatus.QUEUED)
     if study is None:
+        return None
+    if max_attempts is not None and study.attempts >= max_attempts:
+        reason = f"gave up after {study.attempts} attempts"
+        study.move_to(StudyStatus.FAILED)
+        study.reasons = [f"triage failed: {reason}"]
+        session.add(Event(study_id=study.id, stage="failed", detail=reason))
+        session.commit()
         return None
     study.move_to(StudyStatus.TRIAGING)
     study.claimed_by = worker
@@ -82,10 +92,12 @@ def claim(session: Session, *, study_id: int, revision: int, worker: str) -> Stu
     return snapshot
 
 
-def release(session: Session, *, study_id: int, revision: int, reason: str) -> bool:
-    """Put a claimed study back in the queue after a transient error (the task retries)."""
+def release(session: Session, *, study_id: int, revision: int, worker: str, reason: str) -> bool:
+    """Put a study this ``worker`` claimed back in the queue after a transient error (the task
+    retries); a claim another worker has taken over meanwhile is left alone."""
     study = _locked(session, study_id, revision, StudyStatus.TRIAGING)
-    if study is None:
+    if study is None or study.claimed_by != worker:
+        session.rollback()
         return False
     study.move_to(StudyStatus.QUEUED)
     session.add(Event(study_id=study.id, stage="retry", detail=reason))

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from db.drafts import as_item
@@ -28,6 +28,7 @@ class Escalation:
 
     routine_after: dt.timedelta | None = dt.timedelta(minutes=120)
     urgent_after: dt.timedelta | None = dt.timedelta(minutes=60)
+    window: dt.timedelta | None = None  # only studies received within it are listed
 
 
 def _effective_rank(escalation: Escalation, now: dt.datetime):
@@ -48,7 +49,8 @@ def worklist(
     session: Session, *, limit: int = 1000, escalation: Escalation = Escalation(), now: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
     """Worklist items in reading order, waiting-time escalation applied."""
-    effective = _effective_rank(escalation, now or utcnow()).label("effective_rank")
+    now = now or utcnow()
+    effective = _effective_rank(escalation, now).label("effective_rank")
     counts = (
         select(Instance.study_id, func.count(Instance.id).label("n"))
         .group_by(Instance.study_id)
@@ -57,6 +59,7 @@ def worklist(
     rows = session.execute(
         select(Study, counts.c.n, effective)
         .outerjoin(counts, counts.c.study_id == Study.id)
+        .where(Study.received_at >= now - escalation.window if escalation.window else true())
         .order_by(
             effective.desc(),
             Study.urgency_score.desc().nulls_last(),

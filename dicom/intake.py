@@ -9,7 +9,10 @@ malformed → 0xC220, dataset not matching its SOP class → 0xA900.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import threading
 import re
 from pathlib import Path
 
@@ -147,11 +150,40 @@ def take_in(raw: bytes, new: NewInstance, *, data_dir: Path, sessions: sessionma
     sqlalchemy.exc.SQLAlchemyError
         The row could not be committed; the file just written is removed.
     """
-    stored = store_bytes(data_dir, raw)
-    new = dataclasses.replace(new, path=stored.relative_path, sha256=stored.sha256, size_bytes=stored.size_bytes)
-    try:
-        with sessions() as session:
-            return record_instance(session, new=new)
-    except BaseException:
-        remove_stored(data_dir, stored)
-        raise
+    digest = hashlib.sha256(raw).hexdigest()
+    # Identical bytes arriving on two associations share one file: while one of them may
+    # still remove it (its row failed), the other must not count on it.
+    with _content_locks.hold(digest):
+        stored = store_bytes(data_dir, raw, digest=digest)
+        new = dataclasses.replace(new, path=stored.relative_path, sha256=stored.sha256, size_bytes=stored.size_bytes)
+        try:
+            with sessions() as session:
+                return record_instance(session, new=new)
+        except BaseException:
+            remove_stored(data_dir, stored)
+            raise
+
+
+class _ContentLocks:
+    """One lock per content hash in use, dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}  # digest -> [lock, holders]
+
+    @contextlib.contextmanager
+    def hold(self, digest: str):
+        with self._guard:
+            entry = self._locks.setdefault(digest, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[digest]
+
+
+_content_locks = _ContentLocks()

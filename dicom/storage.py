@@ -19,7 +19,7 @@ class StoredFile:
     created: bool  # False when identical bytes were already stored
 
 
-def store_bytes(data_dir: Path, data: bytes) -> StoredFile:
+def store_bytes(data_dir: Path, data: bytes, *, digest: str | None = None) -> StoredFile:
     """Write ``data`` under ``data_dir/objects/`` named by its SHA-256, durably.
 
     The bytes go to a temporary file that is fsynced and renamed into place, and the folder
@@ -31,7 +31,7 @@ def store_bytes(data_dir: Path, data: bytes) -> StoredFile:
     OSError
         The disk is full or not writable (the listener answers 0xA700).
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest or hashlib.sha256(data).hexdigest()
     relative = Path(OBJECTS, digest[:2], digest[2:4], f"{digest}.dcm")
     target = data_dir / relative
     if target.exists() and target.stat().st_size == len(data):

@@ -13,6 +13,7 @@ from prometheus_client import multiprocess
 
 from db import heartbeats
 from db.outbox import count_pending
+from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
 from dicom.assembler import Assembler
@@ -27,6 +28,7 @@ from scoring.backends import EmbedderConfig, missing_for
 from worker.app import create_app
 from worker.context import WEIGHTS_HINT, medgemma_missing
 from worker.export import SrExporter
+from worker.failures import where
 from worker.heartbeat import worker_name
 from worker.relay import OutboxRelay
 from worker.sweep import Sweep
@@ -79,6 +81,7 @@ class Daemon:
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
         self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
+        self._every("watchdog", min(30.0, s.task_time_limit_seconds / 4), self._stop_hung_workers)
         if s.sr_destination:
             self._every("sr-export", 1.0, SrExporter(sessions=self.sessions, settings=s).run_once)
 
@@ -98,6 +101,22 @@ class Daemon:
         self.workers[queue] = WorkerSupervisor(argv, on_exit=self._worker_exited)
         self.workers[queue].start()
 
+    def _stop_hung_workers(self) -> None:
+        """Kill a supervised worker whose task has run past the time limit.
+
+        The solo pool cannot enforce Celery's time limits, so a hung model call would stop
+        its queue; killed, the worker is restarted and the sweep queues the study again
+        (up to ``task_max_retries`` + 1 attempts, then it is failed).
+        """
+        names = {worker_name(w.pid): w for w in self.workers.values() if w.alive}
+        if not names:
+            return
+        with self.sessions() as session:
+            hung = overdue_workers(session, workers=list(names), seconds=self.settings.task_time_limit_seconds)
+        for name in hung:
+            log.error("worker %s ran a task past the time limit; stopping it", name)
+            names[name].kill()
+
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -110,8 +129,8 @@ class Daemon:
             while not self._stop.is_set():
                 try:
                     step()
-                except Exception:
-                    log.exception("%s round failed", name)
+                except Exception as exc:
+                    log.error("%s round failed (%s)", name, where(exc))
                 self._stop.wait(seconds)
 
         self._spawn(name, loop)

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     worker_lost_seconds: float = Field(30.0, gt=1, description="A worker silent this long is presumed dead; what it was running is queued again")
     queued_timeout_seconds: float = Field(600.0, gt=0, description="A study queued this long with no message waiting is queued again")
     task_max_retries: int = Field(5, ge=0, description="Retries (with exponential backoff) of a task failing transiently")
-    task_time_limit_seconds: float = Field(600.0, gt=0, description="A task running longer is stopped and retried")
+    task_time_limit_seconds: float = Field(600.0, gt=0, description="A task running longer is stopped (its worker process is restarted) and the study queued again")
 
     # drafts (MedGemma) and their export to PACS
     medgemma_model: str = Field("google/medgemma-1.5-4b-it", description="MedGemma folder or Hugging Face id (offline: a local folder or the HF cache)")
@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
 
     # worklist
+    worklist_window_hours: float = Field(72.0, gt=0, description="Studies received within this many hours are on the worklist")
     escalate_routine_after_minutes: float | None = Field(120.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never)")
     escalate_urgent_after_minutes: float | None = Field(60.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never)")
 
@@ -158,7 +159,8 @@ class Settings(BaseSettings):
         def minutes(value: float | None):
             return None if value is None else dt.timedelta(minutes=value)
 
-        return Escalation(minutes(self.escalate_routine_after_minutes), minutes(self.escalate_urgent_after_minutes))
+        return Escalation(minutes(self.escalate_routine_after_minutes), minutes(self.escalate_urgent_after_minutes),
+                          window=dt.timedelta(hours=self.worklist_window_hours))
 
     @property
     def embedded_broker(self) -> bool:

@@ -37,18 +37,32 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stop.is_set():
             started = time.monotonic()
-            self._proc = subprocess.Popen(self._argv)
-            log.info("triage worker started (pid %d)", self._proc.pid)
+            try:
+                self._proc = subprocess.Popen(self._argv)
+            except OSError as exc:  # keep trying: a daemon without its worker triages nothing
+                log.error("cannot start the worker (%s); retrying in %.0f s", type(exc).__name__, backoff)
+                self._stop.wait(backoff)
+                continue
+            log.info("worker started (pid %d)", self._proc.pid)
             code = self._proc.wait()
             if self._on_exit:
-                self._on_exit(self._proc.pid)
+                try:
+                    self._on_exit(self._proc.pid)
+                except Exception as exc:
+                    log.warning("after worker exit: %s", type(exc).__name__)
             if self._stop.is_set():
                 return
             # A worker that ran a while gets restarted at once; a crash loop backs off.
             backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
             self.restarts += 1
-            log.warning("triage worker exited with %s; restarting in %.0f s", code, backoff)
+            log.warning("worker exited with %s; restarting in %.0f s", code, backoff)
             self._stop.wait(backoff)
+
+    def kill(self) -> None:
+        """Kill the current worker process (hung); the supervisor starts a new one."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()

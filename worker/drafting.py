@@ -10,13 +10,19 @@ from db import drafts as db_drafts
 from dicom.errors import UnscorableImage
 from dicom.selection import choose_images
 from worker.context import WorkerContext
+from worker.failures import describe, is_transient, where
 from worker.heartbeat import worker_name
 
 log = logging.getLogger(__name__)
 
 
-def run_draft_batch(ctx: WorkerContext) -> str:
-    """Draft up to ``draft_batch`` studies; returns "drafted", "idle" or "disabled"."""
+def run_draft_batch(ctx: WorkerContext, *, last_attempt: bool = True) -> str:
+    """Draft up to ``draft_batch`` studies; returns "drafted", "idle", "failed" or "disabled".
+
+    A transient failure (out of memory, say) puts the batch back and raises, for the task to
+    retry, unless this is the ``last_attempt``. Any other failure is narrowed down by drafting
+    the batch one study at a time, so one bad study never holds back the others.
+    """
     drafter, unavailable = ctx.drafter()
     if drafter is None:
         log.info("drafts disabled: %s", unavailable)
@@ -29,28 +35,54 @@ def run_draft_batch(ctx: WorkerContext) -> str:
     for job in jobs:
         try:
             image, view = _frontal_image(ctx, job)
-            images.append(image)
-            views.append(view)
-            ready.append(job)
-        except UnscorableImage as exc:
-            with ctx.sessions() as session:
-                db_drafts.record_draft_failure(session, study_id=job.study_id, revision=job.revision, reason=exc.reason)
+        except Exception as exc:  # unreadable file, no usable image: this study only
+            _fail(ctx, job, exc.reason if isinstance(exc, UnscorableImage) else describe(exc))
+            continue
+        ready.append(job)
+        images.append(image)
+        views.append(view)
     if not ready:
         return "failed"
     try:
         drafts = drafter.draft_batch(images, views=views)
-    except Exception:
-        with ctx.sessions() as session:
-            db_drafts.release(session, study_ids=[job.study_id for job in ready])
-        raise
+    except Exception as exc:
+        if is_transient(exc) and not last_attempt:
+            with ctx.sessions() as session:
+                db_drafts.release(session, study_ids=[job.study_id for job in ready])
+            raise
+        log.warning("draft batch of %d failed (%s); drafting one by one", len(ready), where(exc))
+        return _one_by_one(ctx, drafter, ready, images, views)
     for job, draft in zip(ready, drafts, strict=True):
-        with ctx.sessions() as session:
-            db_drafts.record_draft(
-                session, study_id=job.study_id, revision=job.revision, draft=_record(draft, drafter.model_version),
-                export=ctx.settings.sr_destination is not None, escalation=_escalation(ctx, job, draft),
-            )
+        _store(ctx, drafter, job, draft)
     log.info("drafted %d study(ies): #%s", len(ready), ", #".join(str(job.study_id) for job in ready))
     return "drafted"
+
+
+def _one_by_one(ctx: WorkerContext, drafter, jobs, images, views) -> str:
+    drafted = 0
+    for job, image, view in zip(jobs, images, views, strict=True):
+        try:
+            (draft,) = drafter.draft_batch([image], views=[view])
+        except Exception as exc:
+            _fail(ctx, job, describe(exc))
+            continue
+        _store(ctx, drafter, job, draft)
+        drafted += 1
+    return "drafted" if drafted else "failed"
+
+
+def _store(ctx: WorkerContext, drafter, job: db_drafts.DraftJob, draft) -> None:
+    with ctx.sessions() as session:
+        db_drafts.record_draft(
+            session, study_id=job.study_id, revision=job.revision, draft=_record(draft, drafter.model_version),
+            export=ctx.settings.sr_destination is not None, escalation=_escalation(ctx, job, draft),
+        )
+
+
+def _fail(ctx: WorkerContext, job: db_drafts.DraftJob, reason: str) -> None:
+    log.warning("study #%d: no draft (%s)", job.study_id, reason)
+    with ctx.sessions() as session:
+        db_drafts.record_draft_failure(session, study_id=job.study_id, revision=job.revision, reason=reason)
 
 
 def _frontal_image(ctx: WorkerContext, job: db_drafts.DraftJob):

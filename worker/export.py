@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import exports
 from db.models import utcnow
 from dicom.sr import build_draft_sr, draft_sr_uids
-from dicom.sr_sender import DestinationUnavailable, SendError, backoff_seconds, send_sr
+from dicom.sr_sender import DestinationUnavailable, backoff_seconds, send_sr
 from radtriage import metrics
 from radtriage.settings import Settings
+from worker.failures import where
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ class SrExporter:
                 log.warning("SR destination unavailable (%s); draft #%d retries in %.0f s",
                             type(exc).__name__, job.draft_id, wait)
                 break  # the others would wait on the same destination
-            except (SendError, ValueError, OSError) as exc:
+            except Exception as exc:  # refused, or a report that cannot be built: this one only
                 self._mark(job, "failed", type(exc).__name__)
                 metrics.SR_EXPORTS.labels(result="failed").inc()
-                log.error("SR for draft #%d refused (%s)", job.draft_id, type(exc).__name__)
+                log.error("SR for draft #%d failed (%s)", job.draft_id, where(exc))
             else:
                 self._mark(job, "sent", "")
                 metrics.SR_EXPORTS.labels(result="sent").inc()

@@ -6,6 +6,8 @@ else is permanent: retrying an undecodable image or a bug only delays the other 
 
 from __future__ import annotations
 
+import os
+
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -30,3 +32,14 @@ def backoff_seconds(retries: int, *, base: float = 2.0, cap: float = 120.0) -> f
 def describe(exc: BaseException) -> str:
     """A PHI-free label for a failure: the exception class, never its message."""
     return type(exc).__name__
+
+
+def where(exc: BaseException) -> str:
+    """For logs: the exception class and the line that raised it, never its message (which
+    may quote DICOM values such as names or dates)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    return f"{type(exc).__name__} at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"

@@ -12,7 +12,8 @@ from radtriage import metrics
 from worker.app import DRAFT_TASK, TRIAGE_TASK
 from worker.context import WorkerContext
 from worker.drafting import run_draft_batch
-from worker.failures import backoff_seconds, describe, is_transient
+from worker.failures import backoff_seconds, describe, is_transient, where
+from worker.heartbeat import worker_name
 from worker.triage import run_triage
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,14 @@ def register(app: Celery, context: WorkerContext) -> None:
     def draft(self: Task, study_id: int, revision: int) -> str:
         # The message is a wake-up call: the database decides which studies are drafted next.
         started = time.perf_counter()
+        last_attempt = self.request.retries >= settings.task_max_retries
         try:
-            outcome = run_draft_batch(context)
+            outcome = run_draft_batch(context, last_attempt=last_attempt)
         except Exception as exc:
-            if is_transient(exc) and self.request.retries < settings.task_max_retries:
+            if is_transient(exc) and not last_attempt:
                 log.warning("draft batch failed transiently (%s); retrying", describe(exc))
                 raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)
-            log.error("draft batch failed (%s)", describe(exc))
+            log.error("draft batch failed (%s)", where(exc))
             outcome = "failed"
         metrics.DRAFT_TASKS.labels(outcome=outcome).inc()
         if outcome == "drafted":
@@ -64,12 +66,12 @@ def _triage_failed(task: Task, context: WorkerContext, study_id: int, revision: 
         log.warning("study #%d: transient %s, retry %d", study_id, reason, task.request.retries + 1)
         try:
             with context.sessions() as session:
-                db_triage.release(session, study_id=study_id, revision=revision, reason=reason)
+                db_triage.release(session, study_id=study_id, revision=revision, worker=worker_name(), reason=reason)
         except Exception as release_exc:  # the sweep re-drives it if even this fails
             log.warning("study #%d: could not release (%s)", study_id, describe(release_exc))
         raise task.retry(countdown=backoff_seconds(task.request.retries), exc=exc)
     if not is_transient(exc):
-        log.exception("study #%d: permanent failure %s", study_id, reason)
+        log.error("study #%d: permanent failure %s", study_id, where(exc))
     with context.sessions() as session:
         db_triage.record_failure(
             session, study_id=study_id, revision=revision,

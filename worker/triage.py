@@ -24,7 +24,8 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
     from scoring.urgency import assess
 
     with ctx.sessions() as session:
-        study = db_triage.claim(session, study_id=study_id, revision=revision, worker=worker_name())
+        study = db_triage.claim(session, study_id=study_id, revision=revision, worker=worker_name(),
+                                max_attempts=ctx.settings.task_max_retries + 1)
     if study is None:
         log.info("study #%d revision %d: nothing to do (stale or already triaged)", study_id, revision)
         return "skipped"

@@ -112,3 +112,11 @@ def test_metrics_endpoint_serves_prometheus_text(sessions):
     response = client(sessions).get("/metrics")
     assert response.status_code == 200
     assert "radtriage_dicom_store_requests" in response.text
+
+
+def test_worklist_shows_only_the_window(sessions):
+    now = utcnow()
+    recent = add_study(sessions, 1, Priority.ROUTINE, received=now - dt.timedelta(hours=2))
+    add_study(sessions, 2, Priority.STAT, received=now - dt.timedelta(hours=80))
+    window = Escalation(window=dt.timedelta(hours=72))
+    assert [i["study_instance_uid"] for i in client(sessions, window).get("/api/worklist").json()["items"]] == [recent]
