@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Event, OutboxMessage, Study, StudyStatus, utcnow
+from db.models import Event, OutboxMessage, Study, StudyStatus, as_utc, utcnow
 
 TRIAGE_TASK = "triage"
 
@@ -43,7 +43,7 @@ def complete_quiet_studies(session: Session, *, stable_seconds: float, grace_sec
         .with_for_update(skip_locked=True)
     ).all()
     for study in studies:
-        rule = "quiet timer" if _as_utc(study.last_instance_at) <= quiet_before else "views complete"
+        rule = "quiet timer" if as_utc(study.last_instance_at) <= quiet_before else "views complete"
         study.move_to(StudyStatus.QUEUED, now)
         study.completed_at = now
         session.add(
@@ -55,7 +55,3 @@ def complete_quiet_studies(session: Session, *, stable_seconds: float, grace_sec
     session.commit()
     return [study.id for study in studies]
 
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import WorkerHeartbeat, utcnow
+from db.models import WorkerHeartbeat, as_utc, utcnow
 
 
 def beat(session: Session, *, name: str, queues: str, now: dt.datetime | None = None) -> None:
@@ -28,12 +28,8 @@ def fresh_names(session: Session, *, within_seconds: float, now: dt.datetime | N
     """Names of the workers seen within ``within_seconds``."""
     since = (now or utcnow()) - dt.timedelta(seconds=within_seconds)
     return {name for name, seen in session.execute(select(WorkerHeartbeat.name, WorkerHeartbeat.last_seen))
-            if _aware(seen) >= since}
+            if as_utc(seen) >= since}
 
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite returns naive UTC datetimes.
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def alive_by_queue(session: Session, *, within_seconds: float, now: dt.datetime | None = None) -> dict[str, int]:
@@ -41,7 +37,7 @@ def alive_by_queue(session: Session, *, within_seconds: float, now: dt.datetime 
     since = (now or utcnow()) - dt.timedelta(seconds=within_seconds)
     counts: dict[str, int] = {}
     for queues, last_seen in session.execute(select(WorkerHeartbeat.queues, WorkerHeartbeat.last_seen)):
-        if _aware(last_seen) >= since:
+        if as_utc(last_seen) >= since:
             for queue in queues.split(","):
                 counts[queue] = counts.get(queue, 0) + 1
     return counts

@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from db.drafts import as_item
-from db.models import Draft, DraftStatus, Instance, Study, StudyStatus, utcnow
+from db.models import Draft, DraftStatus, Instance, Study, StudyStatus, as_utc, utcnow
 from scoring.priority import Priority
 
 _BY_RANK = {p.rank: p for p in Priority}
@@ -107,7 +107,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     # SQLite hands back naive datetimes; every stored time is UTC.
-    return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
+    return as_utc(value).isoformat()
 
 
 def status_counts(session: Session) -> dict[str, int]:

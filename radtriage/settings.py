@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     def _empty_path_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("sr_destination")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be HOST:PORT, e.g. pacs.hospital.local:104")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _valid_log_level(cls, value: str) -> str:

@@ -25,7 +25,6 @@ from db import backfill as db_backfill
 from db.ingest import IngestOutcome
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
-from dicom.listener import STORAGE_SOP_CLASSES
 from worker.context import WorkerContext
 from worker.triage import run_triage
 
@@ -106,7 +105,7 @@ def run(
     progress = progress or (lambda it, _label, _total: iter(it))
     files = discover(paths)
     summary = Summary(files=len(files))
-    accepted = {str(uid) for uid in STORAGE_SOP_CLASSES}
+    accepted = set(ctx.settings.dicom_accepted_sop_classes.split(","))  # as the listener
     study_ids: list[int] = []
     for path in progress(files, "reading", len(files)):
         try:

@@ -74,3 +74,9 @@ def test_readme_lists_every_setting_with_its_default():
     text = README.read_text()
     table = text.split("<!-- settings:begin -->")[1].split("<!-- settings:end -->")[0].strip()
     assert table == settings_markdown(), "README settings table is stale: paste `radtriage config --markdown`"
+
+
+@pytest.mark.parametrize("value", ["pacs", "pacs:", ":104", "pacs:99999", "pacs:abc"])
+def test_sr_destination_must_be_host_and_port(value):
+    with pytest.raises(ValidationError, match="HOST:PORT"):
+        Settings(sr_destination=value)
