@@ -82,3 +82,14 @@ def medgemma_dir(tmp_path_factory) -> Path:
     from tests.standins_medgemma import build_medgemma_standin
 
     return build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma")
+
+
+@pytest.fixture
+def sqlite_sessions(tmp_path):
+    """Sessions on a migrated SQLite database in the test's folder (``radtriage.sqlite3``)."""
+    from db.session import make_engine, make_session_factory, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'radtriage.sqlite3'}")
+    migrate(engine)
+    yield make_session_factory(engine)
+    engine.dispose()

@@ -12,7 +12,6 @@ from db.assembly import complete_quiet_studies
 from db.drafts import DraftRecord, claim_batch, record_draft
 from db.ingest import NewInstance, record_instance
 from db.models import DraftStatus, Study, StudyStatus, utcnow
-from db.session import make_engine, make_session_factory, migrate
 from db.triage import claim, record_result, release
 from radtriage.settings import Settings
 from scoring.priority import Priority
@@ -21,11 +20,8 @@ from worker.context import WorkerContext
 
 
 @pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+def sessions(sqlite_sessions):
+    return sqlite_sessions
 
 
 def new_instance(n: int, study: str = "1.2.3.4", view: str = "PA") -> NewInstance:
@@ -128,7 +124,7 @@ def test_one_bad_study_in_a_draft_batch_holds_back_no_other(sessions, tmp_path, 
         triage_with_draft(sessions, study_id, 1)
     images = {study_id: Image.new("RGB", (8, 8)) for study_id in ids}
     drafter = FlakyDrafter(poisoned=images[ids[1]])
-    ctx = WorkerContext(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+    ctx = WorkerContext(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"))
     monkeypatch.setattr(ctx, "drafter", lambda: (drafter, None))
     monkeypatch.setattr(drafting, "_frontal_image", lambda _ctx, job: (images[job.study_id], "PA"))
 

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from db.assembly import complete_quiet_studies
 from db.ingest import NewInstance, record_instance
 from db.models import utcnow
-from db.session import make_engine, make_session_factory, migrate
 from db.triage import claim, record_result
 from db.worklist import Escalation
 from radtriage import health, metrics
@@ -19,11 +18,8 @@ from scoring.priority import Priority
 
 
 @pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'worklist.sqlite3'}")
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+def sessions(sqlite_sessions):
+    return sqlite_sessions
 
 
 def add_study(sessions, n: int, ordered: Priority, *, received: dt.datetime, ai: Priority | None = None,
