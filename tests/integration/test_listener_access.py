@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,15 @@ def test_association_limit(tmp_path):
                 echo("127.0.0.1", harness.port, called_ae=AE_TITLE)
         finally:
             held.release()
-        assert echo("127.0.0.1", harness.port, called_ae=AE_TITLE) == 0
+        # The released association's thread ends a moment after the release: then the slot is free.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert echo("127.0.0.1", harness.port, called_ae=AE_TITLE) == 0
+                break
+            except AssociationFailed:
+                assert time.monotonic() < deadline, "the slot was never freed after the release"
+                time.sleep(0.1)
         assert "association_limit" in harness.refusals
 
 
