@@ -55,9 +55,11 @@ class Daemon:
         migrate(self.engine)
         self.sessions = make_session_factory(self.engine)
 
-        missing = missing_for(EmbedderConfig.from_settings(s))
+        config = EmbedderConfig.from_settings(s)
+        missing = missing_for(config)
         if missing:
-            log.warning("%s Missing: %s", WEIGHTS_HINT, "; ".join(missing))
+            hint = WEIGHTS_HINT if config.embedder == "cxr_foundation" else "MedSigLIP weights not found (see README)."
+            log.warning("%s Missing: %s", hint, "; ".join(missing))
         self.drafts_unavailable = medgemma_missing(s.medgemma_model)
         if self.drafts_unavailable:
             log.warning("MedGemma drafts disabled (%s); triage is unaffected. See README 'Model weights'.",

@@ -76,8 +76,8 @@ class WorkerContext:
         missing = missing_for(config)
         if missing:
             self._unavailable = f"{label} weights not installed"
-            hint = WEIGHTS_HINT if config.embedder == "cxr_foundation" else f"{label} unavailable (see README)."
-            log.warning("%s Missing: %s", hint, "; ".join(missing))
+            # How to get them is said once, by serve at start-up; here only that triage goes on without.
+            log.info("%s weights not installed: triage uses the ordered priority", label)
             return
         try:
             from scoring.triage import build_triager
