@@ -6,7 +6,10 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Response
+import secrets
+
+from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +29,22 @@ def create_api(
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], tuple[bytes, str]],
     escalation: Escalation = Escalation(),
+    token: str | None = None,
 ) -> FastAPI:
+    """The API; with ``token``, the worklist (which shows accession numbers) needs
+    ``Authorization: Bearer <token>``, while /healthz and /metrics stay open for probes."""
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)")
+    bearer = HTTPBearer(auto_error=False)
 
-    @app.get("/api/worklist")
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if token is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/api/worklist", dependencies=[Depends(authorised)])
     def get_worklist(limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
         with sessions() as session:
             return {"items": worklist(session, limit=limit, escalation=escalation)}
@@ -46,7 +61,7 @@ def create_api(
         body, content_type = metrics()
         return Response(body, media_type=content_type)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(authorised)])
     def page() -> str:
         with sessions() as session:
             items = worklist(session, limit=500, escalation=escalation)

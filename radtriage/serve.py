@@ -17,7 +17,7 @@ from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
 from dicom.assembler import Assembler
-from dicom.access import parse_allowed, server_tls_context
+from dicom.access import is_loopback, parse_allowed, server_tls_context
 from dicom.errors import AccessConfigError
 from dicom.listener import Listener, ListenerConfig, StoreHandler
 from radtriage import health, metrics
@@ -38,6 +38,22 @@ log = logging.getLogger(__name__)
 HEARTBEAT_FRESH_SECONDS = 30.0
 
 
+def check_http_exposure(s: Settings) -> None:
+    """Refuse to serve the worklist (accession numbers) to the network without a token.
+
+    Raises
+    ------
+    AccessConfigError
+        ``http_host`` is not loopback, no ``http_token`` is set and ``http_allow_any`` is off.
+    """
+    if is_loopback(s.http_host) or s.http_token or s.http_allow_any:
+        return
+    raise AccessConfigError(
+        f"the worklist API would be open to anyone on {s.http_host}: set RADTRIAGE_HTTP_TOKEN or, "
+        "behind a trusted proxy, RADTRIAGE_HTTP_ALLOW_ANY=1"
+    )
+
+
 class Daemon:
     """Everything ``serve`` runs, started and stopped in order."""
 
@@ -50,6 +66,7 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
+        check_http_exposure(s)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(s.effective_database_url)
         migrate(self.engine)
@@ -92,8 +109,9 @@ class Daemon:
             if not self.drafts_unavailable:
                 self._supervise("draft")
 
+        token = s.http_token.get_secret_value() if s.http_token else None
         api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
-                         escalation=s.escalation)
+                         escalation=s.escalation, token=token)
         self._http = uvicorn.Server(uvicorn.Config(api, host=s.http_host, port=s.http_port, log_level="warning"))
         self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "RADTRIAGE_CONFIG"
@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # HTTP API
     http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and /metrics")
+    http_token: SecretStr | None = Field(None, description="Bearer token the worklist API and page require (/healthz and /metrics stay open)")
+    http_allow_any: bool = Field(False, description="Let the HTTP API on a non-loopback address start without a token (it shows accession numbers)")
 
     # models
     cxr_foundation_dir: Path = Field(Path("models/cxr-foundation"), description="Folder holding elixr-c-v2-pooled/ and pax-elixr-b-text/")
@@ -99,7 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
         return value
 
-    @field_validator("sr_destination", "broker_url", "database_url", "escalate_routine_after_minutes",
+    @field_validator("sr_destination", "broker_url", "database_url", "escalate_routine_after_minutes", "http_token",
                      "escalate_urgent_after_minutes", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
@@ -182,6 +184,7 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective settings with credentials in URLs masked, for display."""
         shown = self.model_dump(mode="json")
+        shown["http_token"] = "***" if self.http_token else None
         for key in ("database_url", "broker_url"):
             shown[key] = mask_url(shown[key])
         shown["database_url (effective)"] = mask_url(self.effective_database_url)
