@@ -35,8 +35,6 @@ class StudyStatus:
     TRIAGED = "triaged"
     FAILED = "failed"
 
-    FINAL = (TRIAGED, FAILED)
-
 
 class DraftStatus:
     """Where a study's MedGemma draft is; ``None`` until triage decides."""

@@ -31,7 +31,6 @@ class StudyForTriage:
     id: int
     revision: int
     ordered_priority: Priority
-    attempts: int
     instances: tuple[InstanceInfo, ...]
 
 
@@ -86,7 +85,7 @@ def claim(
     study.attempts += 1
     session.add(Event(study_id=study.id, stage="triaging", detail=f"revision {revision}, attempt {study.attempts}"))
     snapshot = StudyForTriage(
-        study.id, study.revision, Priority(study.ordered_priority), study.attempts, instance_infos(study)
+        study.id, study.revision, Priority(study.ordered_priority), instance_infos(study)
     )
     session.commit()
     return snapshot

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import re
 import tomllib
@@ -231,9 +230,3 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
                 raise ValueError(f"settings file {path}: {exc}") from exc
         values = values.get("radtriage", values)
     return Settings(**values)
-
-
-@functools.cache
-def get_settings() -> Settings:
-    """Settings built once per process, for code that has no caller to pass them down."""
-    return load_settings()

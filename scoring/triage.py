@@ -3,7 +3,7 @@
 :class:`Triager` loads the embedding back-end once, loads the site's trained heads, embeds
 the policy's prompt pairs once for the findings still scored zero-shot, then scores one
 image per call. Priority and urgency are decided separately by ``scoring.urgency.assess``
-so stored embeddings can be rescored (:meth:`Triager.rescore`) under new heads or policy.
+so stored embeddings can be rescored (``triager.heads.score_bytes``) under new heads or policy.
 """
 
 from __future__ import annotations
@@ -105,18 +105,6 @@ class Triager:
     def score_embedding(self, embedding: ImageEmbedding) -> FindingScores:
         """Score an embedding with the current heads (no model call)."""
         return self.heads.score(embedding)
-
-    def rescore(self, data: bytes) -> FindingScores:
-        """Score a stored embedding (``Score.embedding`` bytes) with the current heads.
-
-        Raises
-        ------
-        ValueError
-            If the bytes are not a stored embedding.
-        ScoringError
-            If the embedding comes from another embedder than the trained heads.
-        """
-        return self.heads.score_bytes(data)
 
 
 def build_triager(settings: Any, policy: Policy) -> Triager:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
 from radtriage.settings import Settings
+from worker.failures import where
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,21 @@ WEIGHTS_HINT = (
     "`huggingface-cli download google/cxr-foundation --include 'elixr-c-v2-pooled/*' 'pax-elixr-b-text/*' "
     "--local-dir <folder>`, copy the folder here and set RADTRIAGE_CXR_FOUNDATION_DIR (see README)."
 )
+
+
+class _LoadOnce:
+    """A model loaded on first use in this process: ``(value, None)`` or ``(None, reason)``."""
+
+    def __init__(self, load) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._result: tuple | None = None
+
+    def get(self) -> tuple:
+        with self._lock:
+            if self._result is None:
+                self._result = self._load()
+            return self._result
 
 
 class WorkerContext:
@@ -36,12 +52,9 @@ class WorkerContext:
         self._pid: int | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._policy = None
-        self._triager = None
-        self._unavailable: str | None = None
-        self._model_checked = False
-        self._drafter = None
-        self._drafter_unavailable: str | None = None
-        self._drafter_checked = False
+        self._triager = _LoadOnce(self._load_triager)
+        self._drafter = _LoadOnce(self._load_drafter)
+        self._drafts_missing: tuple[str | None] | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -60,61 +73,53 @@ class WorkerContext:
         return self._policy
 
     def triager(self):
-        """``(triager, None)`` when the model is usable, else ``(None, reason)``."""
-        with self._lock:
-            if not self._model_checked:
-                self._model_checked = True
-                self._load_model()
-            return self._triager, self._unavailable
-
-    def _load_model(self) -> None:
-        settings = self.settings
-        from scoring.backends import EmbedderConfig, missing_for  # embedder choice: settings.embedder
-
-        config = EmbedderConfig.from_settings(settings)
-        label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"
-        missing = missing_for(config)
-        if missing:
-            self._unavailable = f"{label} weights not installed"
-            # How to get them is said once, by serve at start-up; here only that triage goes on without.
-            log.info("%s weights not installed: triage uses the ordered priority", label)
-            return
-        try:
-            from scoring.triage import build_triager
-
-            self._triager = build_triager(settings, self.policy)  # embedder + trained heads
-            log.info("%s loaded; trained heads for: %s", label, ", ".join(self._triager.heads.trained) or "none")
-        except Exception as exc:  # a broken model must not take triage down with it
-            self._unavailable = f"{label} failed to load ({type(exc).__name__})"
-            log.exception("%s failed to load", label)
-
-    def drafts_enabled(self) -> bool:
-        """Whether MedGemma weights are present (checked without loading them)."""
-        return medgemma_missing(self.settings.medgemma_model) is None
+        """``(triager, None)`` when the model is usable, else ``(None, reason)``; loads once."""
+        return self._triager.get()
 
     def drafter(self):
         """``(drafter, None)`` when MedGemma is usable, else ``(None, reason)``; loads once."""
-        with self._lock:
-            if not self._drafter_checked:
-                self._drafter_checked = True
-                self._load_drafter()
-            return self._drafter, self._drafter_unavailable
+        return self._drafter.get()
 
-    def _load_drafter(self) -> None:
+    def drafts_enabled(self) -> bool:
+        """Whether MedGemma weights are present; looked up once per process, not per study."""
+        if self._drafts_missing is None:
+            self._drafts_missing = (medgemma_missing(self.settings.medgemma_model),)
+        return self._drafts_missing[0] is None
+
+    def _load_triager(self) -> tuple:
+        from scoring.backends import EmbedderConfig, missing_for  # embedder choice: settings.embedder
+
+        config = EmbedderConfig.from_settings(self.settings)
+        label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"
+        if missing_for(config):
+            # How to get them is said once, by serve at start-up; here only that triage goes on without.
+            log.info("%s weights not installed: triage uses the ordered priority", label)
+            return None, f"{label} weights not installed"
+        try:
+            from scoring.triage import build_triager
+
+            triager = build_triager(self.settings, self.policy)  # embedder + trained heads
+        except Exception as exc:  # a broken model must not take triage down with it
+            log.error("%s failed to load (%s)", label, where(exc))
+            return None, f"{label} failed to load ({type(exc).__name__})"
+        log.info("%s loaded; trained heads for: %s", label, ", ".join(triager.heads.trained) or "none")
+        return triager, None
+
+    def _load_drafter(self) -> tuple:
         missing = medgemma_missing(self.settings.medgemma_model)
         if missing:
-            self._drafter_unavailable = missing
-            return
+            return None, missing
         try:
             from scoring.medgemma import MedGemmaDrafter
 
-            self._drafter = MedGemmaDrafter.load(
+            drafter = MedGemmaDrafter.load(
                 self.settings.medgemma_model, max_new_tokens=self.settings.medgemma_max_new_tokens
             )
-            log.info("MedGemma loaded")
         except Exception as exc:  # drafts off, triage unaffected
-            self._drafter_unavailable = f"MedGemma failed to load ({type(exc).__name__})"
-            log.exception("MedGemma failed to load")
+            log.error("MedGemma failed to load (%s)", where(exc))
+            return None, f"MedGemma failed to load ({type(exc).__name__})"
+        log.info("MedGemma loaded")
+        return drafter, None
 
 
 def medgemma_missing(model: str) -> str | None:

@@ -306,7 +306,7 @@ def test_sweep_redrives_the_triage_of_a_dead_worker_only(sessions, case) -> None
     with sessions() as session:
         assert len(sweep(session, now=later + seconds(1))) == 0  # its message is waiting: once is enough
         again = claim(session, study_id=dead, revision=1, worker="host-c:3")
-    assert again is not None and again.attempts == 2
+    assert again is not None and study_of(sessions, dead).attempts == 2
 
 
 def test_sweep_waits_for_the_running_timeout_while_the_worker_beats(sessions) -> None:

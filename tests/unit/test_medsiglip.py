@@ -90,7 +90,7 @@ def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir
                        (Layer(np.zeros((32, 1)), np.array([3.0])),), 0.5)
     head.save(tmp_path)
     triager = build_triager(config, policy)
-    again = triager.rescore(embedding.to_bytes())
+    again = triager.heads.score_bytes(embedding.to_bytes())
     assert again.is_trained("pneumothorax") and again["pneumothorax"] == pytest.approx(1 / (1 + np.exp(-3.0)))
     assert assess(again, "ROUTINE", policy).priority.value == "STAT"
     assert load_backend(config).name == MODEL_NAME
