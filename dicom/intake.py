@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import threading
 import re
+import threading
 from pathlib import Path
 
 from pydicom import Dataset
@@ -24,7 +23,7 @@ from db.ingest import NewInstance, Recorded, record_instance
 from dicom.completeness import expected_instances, view_of
 from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute
 from dicom.order import ordered_priority
-from dicom.storage import remove_stored, store_bytes
+from dicom.storage import Parts, remove_stored, sha256_of, store_bytes
 
 # PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
 # invalid too, but legacy modalities send them and refusing those images helps nobody.
@@ -115,8 +114,17 @@ def _check_image_pixel_module(ds: Dataset, transfer_syntax: UID) -> None:
         # Native pixel data has a known length; a shorter one is a truncated image.
         frames = _frames(ds)
         bits = values["Rows"] * values["Columns"] * values["SamplesPerPixel"] * values["BitsAllocated"] * frames
-        if len(ds.PixelData) < (bits + 7) // 8:
+        if _value_length(ds, "PixelData") < (bits + 7) // 8:
             raise DatasetMismatch("Pixel Data is shorter than its Rows, Columns and Bits Allocated require")
+
+
+def _value_length(ds: Dataset, keyword: str) -> int:
+    """A value's length in bytes, without reading it when its read was deferred (the listener
+    parses only the header: a 10 MB Pixel Data stays in the receive buffer)."""
+    element = ds.get_item(keyword, keep_deferred=True)
+    if element.value is None:
+        return int(element.length)
+    return len(element.value)
 
 
 def _frames(ds: Dataset) -> int:
@@ -140,8 +148,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip().rstrip("\x00").strip()
 
 
-def take_in(raw: bytes, new: NewInstance, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:
-    """Store ``raw`` (a Part 10 file) durably, then commit ``new``; nothing is kept if either fails.
+def take_in(raw: Parts, new: NewInstance, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:
+    """Store ``raw`` (a Part 10 file, as pieces) durably, then commit ``new``; nothing is kept if either fails.
 
     Raises
     ------
@@ -150,7 +158,7 @@ def take_in(raw: bytes, new: NewInstance, *, data_dir: Path, sessions: sessionma
     sqlalchemy.exc.SQLAlchemyError
         The row could not be committed; the file just written is removed.
     """
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256_of(raw)
     # Identical bytes arriving on two associations share one file: while one of them may
     # still remove it (its row failed), the other must not count on it.
     with _content_locks.hold(digest):

@@ -11,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from pydicom import Dataset
+from pydicom.filereader import read_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -36,6 +39,7 @@ from dicom import status
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
+from dicom.transport import BulkReadServer
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +99,38 @@ class StoreHandler:
 
     def _store(self, event: evt.Event) -> tuple[int, str]:
         try:
-            ds = event.dataset
+            ds = _header(event)
         except Exception as exc:
             raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
         new = identify(ds, str(event.context.transfer_syntax), sop_class_uid=str(event.request.AffectedSOPClassUID))
-        recorded = take_in(_part10(event, new), new, data_dir=self.data_dir, sessions=self.sessions)
+        received = event.request.DataSet
+        with received.getbuffer() as dataset_bytes:
+            recorded = take_in((_file_head(event, new), dataset_bytes), new, data_dir=self.data_dir,
+                               sessions=self.sessions)
         return status.SUCCESS, recorded.outcome.value
 
 
-def _part10(event: evt.Event, new: NewInstance) -> bytes:
-    """The received dataset bytes, untouched, behind a file meta naming the dataset's own UIDs."""
+# Values longer than this are not read while checking a dataset: Pixel Data stays in the
+# receive buffer, and only its length is looked at (``dicom.intake``).
+_DEFER_BYTES = 64 * 1024
+
+
+def _header(event: evt.Event) -> Dataset:
+    """The received dataset, parsed without copying its large values (a deflated one whole)."""
+    syntax = event.context.transfer_syntax
+    if syntax.is_deflated:
+        return event.dataset
+    received = event.request.DataSet
+    received.seek(0)
+    return read_dataset(received, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER_BYTES)
+
+
+def _file_head(event: evt.Event, new: NewInstance) -> bytes:
+    """Preamble and file meta for the received dataset bytes, naming the dataset's own UIDs."""
     meta = event.file_meta
     # Some senders' requests carry a stale Affected SOP Instance UID (from an old file meta).
     meta.MediaStorageSOPInstanceUID = new.sop_instance_uid
-    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,8 +226,12 @@ class Listener:
             (evt.EVT_REJECTED, self._rejected),
             (evt.EVT_ABORTED, lambda _e: self._on_association("aborted")),
         ]
-        self._server = self._ae.start_server(self.address, block=False, evt_handlers=handlers,
-                                             ssl_context=self.config.ssl_context)
+        self._server = self._ae.make_server(self.address, evt_handlers=handlers, ssl_context=self.config.ssl_context,
+                                            server_class=BulkReadServer)
+        # As ``AE.start_server`` does: the AE shuts its servers down and the server
+        # removes itself from this list when it shuts down.
+        self._ae._servers.append(self._server)
+        threading.Thread(target=self._server.serve_forever, name="dicom-listener", daemon=True).start()
         # Port 0 binds an ephemeral port: report the real one.
         self.address = self._server.server_address[:2]
         log.info("DICOM listener on %s:%d%s", *self.address, " (TLS)" if self.config.ssl_context else "")
