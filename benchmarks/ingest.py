@@ -86,6 +86,25 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def listener_rss_mb(pid: int) -> float:
+    """The daemon process plus its listener pool members (``radtriage.listener_member``)."""
+    members = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
+               if b"radtriage.listener_member" in _read(p) and _parent(int(p.parent.name)) == pid]
+    return rss_mb(pid) + sum(rss_mb(member) for member in members)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    stat = _read(Path(f"/proc/{pid}/stat")).decode(errors="replace")
+    return int(stat.rsplit(")", 1)[1].split()[1]) if ")" in stat else -1
+
+
 def short_associations(port: int, count: int, threads: int = 4) -> None:
     from dicom.scu import send_datasets
 
@@ -125,13 +144,18 @@ def memory(work: Path, count: int) -> None:
     (work / "memory").mkdir()
     with Daemon(work / "memory") as daemon:
         short_associations(daemon.dicom_port, 200)  # warm-up: imports, caches, thread pools
-        before = rss_mb(daemon.proc.pid)
+        before = listener_rss_mb(daemon.proc.pid)
         started = time.perf_counter()
         short_associations(daemon.dicom_port, count)
-        after = rss_mb(daemon.proc.pid)
-        print(f"\nlistener memory over {count} short associations (one C-STORE each, "
+        after = listener_rss_mb(daemon.proc.pid)
+        print(f"\nlistener memory (daemon and listener processes) over {count} short associations (one C-STORE each, "
               f"{count / (time.perf_counter() - started):.0f}/s): {before:.1f} MB -> {after:.1f} MB, "
               f"growth {after - before:+.1f} MB (goal <= 20 MB)")
+
+
+def listener_processes_label() -> str:
+    value = os.environ.get("RADTRIAGE_DICOM_LISTENER_PROCESSES", "0")
+    return f"{value} (auto: one per core)" if value == "0" else value
 
 
 def main() -> None:
@@ -153,8 +177,8 @@ def main() -> None:
             f"CXR 2500x2000 x{args.cxr}": make_instances(work / "cxr", args.cxr, 2500, 2000),
             f"512x512 x{args.small}": make_instances(work / "small", args.small, 512, 512),
         }
-        print("radtriage: whole daemon, fsync of file and folder, SQLite row (synchronous=FULL); "
-              "storescp --fork: no fsync, no database\n")
+        print("radtriage: whole daemon, fsync of file and folder, SQLite row (synchronous=FULL), "
+              f"{listener_processes_label()} listener processes; storescp --fork: no fsync, no database\n")
         throughput(work, sets, args.repeats)
         memory(work, args.short_associations)
 

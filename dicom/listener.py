@@ -39,7 +39,7 @@ from dicom import status
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
-from dicom.transport import BulkReadServer
+from dicom.transport import BulkReadServer, HandedOverServer
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ STORAGE_SOP_CLASSES = (
 # A-ASSOCIATE-RJ (result, source, diagnostic) for each refusal: permanent, by the service
 # user, "calling AE title not recognised" / "called AE title not recognised" (PS3.8 9.3.4).
 _REJECT = {"called_ae": (0x01, 0x01, 0x07), "calling_ae": (0x01, 0x01, 0x03), "host": (0x01, 0x01, 0x03)}
+# As pynetdicom's own limit: transient, by the service provider (presentation), local limit exceeded.
+_LIMIT_REJECT = (0x02, 0x03, 0x02)
 # Presentation context results (PS3.8 9.3.3.2) as refusal reasons.
 _CONTEXT_RESULT = {0x01: "context_rejected", 0x02: "context_rejected", 0x03: "sop_class_not_supported",
                    0x04: "transfer_syntax_not_supported"}
@@ -207,6 +209,8 @@ class Listener:
         for sop_class in config.accepted_sop_classes:
             self._ae.add_supported_context(sop_class, _preferred_syntaxes())
         self._server = None
+        self._over_limit: set[tuple[str, int]] = set()
+        self._over_limit_lock = threading.Lock()
 
     def start(self) -> None:
         """Bind and serve in background threads.
@@ -219,15 +223,8 @@ class Listener:
             The address cannot be bound.
         """
         check_exposure(self.config.host, self.policy, allow_any=self.config.allow_any)
-        handlers = [
-            (evt.EVT_C_STORE, self._handler),
-            (evt.EVT_REQUESTED, self._admit),
-            (evt.EVT_ACCEPTED, self._accepted),
-            (evt.EVT_REJECTED, self._rejected),
-            (evt.EVT_ABORTED, lambda _e: self._on_association("aborted")),
-        ]
-        self._server = self._ae.make_server(self.address, evt_handlers=handlers, ssl_context=self.config.ssl_context,
-                                            server_class=BulkReadServer)
+        self._server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
+                                            ssl_context=self.config.ssl_context, server_class=BulkReadServer)
         # As ``AE.start_server`` does: the AE shuts its servers down and the server
         # removes itself from this list when it shuts down.
         self._ae._servers.append(self._server)
@@ -236,11 +233,41 @@ class Listener:
         self.address = self._server.server_address[:2]
         log.info("DICOM listener on %s:%d%s", *self.address, " (TLS)" if self.config.ssl_context else "")
 
+    def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer:
+        """A server for connections another process accepted (``dicom.pool``); it binds nothing.
+
+        ``on_closed`` is called when each connection ends.
+        """
+        handlers = [*self._event_handlers(), (evt.EVT_CONN_CLOSE, lambda _e: on_closed())]
+        self._server = self._ae.make_server(self.address, evt_handlers=handlers, ssl_context=self.config.ssl_context,
+                                            server_class=HandedOverServer)
+        self._ae._servers.append(self._server)
+        return self._server
+
+    def refuse_next_from(self, address: tuple[str, int]) -> None:
+        """Reject the association that the connection from ``address`` requests: over the limit."""
+        with self._over_limit_lock:
+            self._over_limit.add(address)
+
+    def _event_handlers(self) -> list:
+        return [
+            (evt.EVT_C_STORE, self._handler),
+            (evt.EVT_REQUESTED, self._admit),
+            (evt.EVT_ACCEPTED, self._accepted),
+            (evt.EVT_REJECTED, self._rejected),
+            (evt.EVT_ABORTED, lambda _e: self._on_association("aborted")),
+        ]
+
     def _admit(self, event: evt.Event) -> None:
         """EVT_REQUESTED: reject callers the policy refuses, before any negotiation."""
         assoc = event.assoc
         request = assoc.requestor.primitive
         address = str(assoc.requestor.address)
+        if self._over_limit and self._take_over_limit((address, assoc.requestor.port)):
+            self._rejected(event)
+            assoc.acse.send_reject(*_LIMIT_REJECT)
+            assoc.kill()
+            return
         reason = self.policy.refusal(called_ae=str(request.called_ae_title), calling_ae=str(request.calling_ae_title),
                                      address=address)
         if reason is None:
@@ -252,6 +279,13 @@ class Listener:
         assoc.acse.send_reject(*_REJECT[reason])
         # As pynetdicom's own rejection does: let the DUL send the A-ASSOCIATE-RJ, then stop.
         assoc.kill()
+
+    def _take_over_limit(self, address: tuple[str, int]) -> bool:
+        with self._over_limit_lock:
+            if address in self._over_limit:
+                self._over_limit.discard(address)
+                return True
+            return False
 
     def _accepted(self, event: evt.Event) -> None:
         self._on_association("accepted")
@@ -265,6 +299,9 @@ class Listener:
         log.warning("association rejected: more than %d at once", self.config.max_associations)
         self._on_refusal("association_limit")
         self._on_association("rejected")
+
+    def active_associations(self) -> int:
+        return len(self._ae.active_associations)
 
     @property
     def running(self) -> bool:

@@ -9,7 +9,13 @@ else (negotiation, state machine, TLS) is pynetdicom's own.
 
 from __future__ import annotations
 
+import logging
+import socket
+import sys
+
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+log = logging.getLogger(__name__)
 
 
 class BulkReadSocket(AssociationSocket):
@@ -43,3 +49,35 @@ class BulkReadServer(ThreadedAssociationServer):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, request_handler=_BulkReadRequestHandler, **kwargs)
+
+
+class HandedOverServer(BulkReadServer):
+    """Serves connections accepted by another process (``dicom.pool``): it binds nothing.
+
+    ``serve(sock, address)`` runs one connection's association in its own thread, TLS
+    handshake included, exactly as a connection accepted here would run.
+    """
+
+    def server_bind(self) -> None:
+        pass
+
+    def server_activate(self) -> None:
+        self.socket.close()  # the unbound socket socketserver made; connections come from elsewhere
+
+    def shutdown(self) -> None:
+        # No serve_forever loop runs here, so there is none to wait for.
+        self.server_close()
+        self.ae._servers.remove(self)
+
+    def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        self.process_request(sock, address)
+
+    def finish_request(self, request, client_address) -> None:
+        # pynetdicom wraps in its accept loop; here the handshake runs in this connection's thread.
+        if self.ssl_context:
+            request = self.ssl_context.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        log.warning("connection from %s ended before an association (%s)", client_address[0], type(exc).__name__)

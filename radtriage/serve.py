@@ -17,11 +17,12 @@ from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
 from dicom.assembler import Assembler
-from dicom.access import is_loopback, parse_allowed, server_tls_context
+from dicom.access import is_loopback
 from dicom.errors import AccessConfigError
-from dicom.listener import Listener, ListenerConfig, StoreHandler
+from dicom.pool import ListenerPool
 from radtriage import health, metrics
 from radtriage.api import create_api
+from radtriage.listening import build_for_serve
 from radtriage.settings import Settings
 from radtriage.supervisor import WorkerSupervisor
 from scoring.backends import EmbedderConfig, missing_for
@@ -82,12 +83,7 @@ class Daemon:
             log.warning("MedGemma drafts disabled (%s); triage is unaffected. See README 'Model weights'.",
                         self.drafts_unavailable)
 
-        handler = StoreHandler(data_dir=s.data_dir.resolve(), sessions=self.sessions, observe=metrics.record_store)
-        self.listener = Listener(
-            listener_config(s), handler=handler,
-            on_association=lambda result: metrics.DICOM_ASSOCIATIONS.labels(result=result).inc(),
-            on_refusal=lambda reason: metrics.DICOM_REFUSALS.labels(reason=reason).inc(),
-        )
+        self.listener = build_for_serve(s, self.sessions, config_file=self._config_file)
         self.listener.start()
 
         assembler = Assembler(
@@ -159,8 +155,7 @@ class Daemon:
         s = self.settings
         checks = {
             "database": health.database_check(self.engine),
-            "dicom_listener": lambda: {"status": "ok" if self.listener.running else "stopped",
-                                       "address": f"{s.dicom_host}:{s.dicom_port}", "ae_title": s.ae_title},
+            "dicom_listener": self._listener_check,
             "queue": lambda: {"status": {True: "ok", False: "unreachable", None: "starting"}[self.relay.broker_ok],
                               "broker": "embedded" if s.embedded_broker else "redis"},
             "workers": self._workers_check,
@@ -169,6 +164,14 @@ class Daemon:
                                if self.drafts_unavailable else {"status": "ok", "model": s.medgemma_model}),
         }
         return health.report(checks)
+
+    def _listener_check(self) -> dict:
+        s = self.settings
+        check = {"status": "ok" if self.listener.running else "stopped",
+                 "address": f"{s.dicom_host}:{s.dicom_port}", "ae_title": s.ae_title}
+        if isinstance(self.listener, ListenerPool):
+            check["processes"] = self.listener.processes
+        return check
 
     def _workers_check(self) -> dict:
         with self.sessions() as session:
@@ -214,21 +217,3 @@ class Daemon:
             multiprocess.mark_process_dead(pid)
         with self.sessions() as session:
             heartbeats.forget(session, name=worker_name(pid))
-
-
-def listener_config(s: Settings) -> ListenerConfig:
-    """The listener's settings, TLS context included (raises ``AccessConfigError``)."""
-    tls = None
-    if s.dicom_tls_cert or s.dicom_tls_key:
-        if not (s.dicom_tls_cert and s.dicom_tls_key):
-            raise AccessConfigError("TLS needs both RADTRIAGE_DICOM_TLS_CERT and RADTRIAGE_DICOM_TLS_KEY")
-        tls = server_tls_context(cert=s.dicom_tls_cert, key=s.dicom_tls_key, ca=s.dicom_tls_ca,
-                                 require_client_cert=s.dicom_tls_require_client_cert,
-                                 stall_timeout=s.dicom_network_timeout)
-    return ListenerConfig(
-        ae_title=s.ae_title, host=s.dicom_host, port=s.dicom_port,
-        accepted_sop_classes=tuple(s.dicom_accepted_sop_classes.split(",")),
-        allowed=parse_allowed(s.dicom_allowed_aes), allow_any=s.dicom_allow_any, ssl_context=tls,
-        max_associations=s.dicom_max_associations, acse_timeout=s.dicom_acse_timeout,
-        dimse_timeout=s.dicom_dimse_timeout, network_timeout=s.dicom_network_timeout,
-    )

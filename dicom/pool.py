@@ -1,0 +1,244 @@
+"""Several listener processes behind one port: one process accepts, members serve associations.
+
+Associations served by threads of one Python process share its GIL: with four senders at
+once the listener used about one core however many it had, at a third of DCMTK
+``storescp --fork``'s rate (``benchmarks/ingest.py``). Here the parent only accepts: each
+connection's socket is passed (``SCM_RIGHTS``) to the member process with the fewest open
+connections, which runs the whole association exactly as ``dicom.listener`` would in
+process: access policy, TLS, storage, statuses.
+
+The parent keeps the association limit for all members (a connection over it is passed
+with a flag, and its member rejects the association as a transient local limit). A member
+that dies is restarted; a connection it held is lost before any Success was sent for the
+instance in flight, so the sender retries it and nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from dicom.access import AccessPolicy, check_exposure
+from dicom.listener import Listener, ListenerConfig
+
+log = logging.getLogger(__name__)
+
+READY, CLOSED = b"ready", b"closed"
+
+
+@dataclasses.dataclass(eq=False)
+class _Member:
+    index: int
+    proc: subprocess.Popen | None = None
+    channel: socket.socket | None = None
+    ready: bool = False
+    open: int = 0
+    restarts: int = 0
+
+
+class ListenerPool:
+    """Accepts on ``config.host:config.port`` and hands each connection to a member process.
+
+    Parameters
+    ----------
+    config : ListenerConfig
+        The same configuration the members build for themselves.
+    processes : int
+        Member processes (2 or more; one process is ``dicom.listener.Listener`` itself).
+    member_command : callable
+        ``member_command(fd)``: the command line of a member whose channel to this process
+        is file descriptor ``fd``; it must end in ``serve_member``.
+    start_timeout : float
+        Seconds the members have to report ready at start.
+    """
+
+    def __init__(self, config: ListenerConfig, *, processes: int, member_command: Callable[[int], list[str]],
+                 start_timeout: float = 60.0) -> None:
+        if processes < 2:
+            raise ValueError("a listener pool needs at least 2 processes")
+        self.config = config
+        self.address = (config.host, config.port)
+        self._command = member_command
+        self._start_timeout = start_timeout
+        self._members = [_Member(index) for index in range(processes)]
+        self._lock = threading.Condition()
+        self._stopping = threading.Event()
+        self._sock: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind, start the members and wait until each is ready.
+
+        Raises
+        ------
+        AccessConfigError
+            A non-loopback address without an allow-list and without ``allow_any``.
+        OSError
+            The address cannot be bound, or a member did not start.
+        """
+        check_exposure(self.config.host, AccessPolicy(self.config.ae_title, self.config.allowed),
+                       allow_any=self.config.allow_any)
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        self._sock = socket.create_server(self.address, family=family, backlog=128)
+        self._sock.settimeout(0.5)  # the accept loop checks for stop this often
+        self.address = self._sock.getsockname()[:2]
+        for member in self._members:
+            self._spawn(member)
+        if not self._wait_ready(time.monotonic() + self._start_timeout):
+            self.stop()
+            raise OSError("a DICOM listener process did not start (see its log above)")
+        self._acceptor = threading.Thread(target=self._accept_loop, name="dicom-accept", daemon=True)
+        self._acceptor.start()
+        log.info("DICOM listener on %s:%d%s, %d processes", *self.address,
+                 " (TLS)" if self.config.ssl_context else "", len(self._members))
+
+    def _wait_ready(self, deadline: float) -> bool:
+        with self._lock:
+            while not all(m.ready for m in self._members):
+                if any(m.proc.poll() is not None for m in self._members) or time.monotonic() > deadline:
+                    return False
+                self._lock.wait(0.2)
+        return True
+
+    @property
+    def running(self) -> bool:
+        return (self._acceptor is not None and self._acceptor.is_alive()
+                and any(m.ready for m in self._members))
+
+    @property
+    def processes(self) -> list[dict]:
+        """Per member: pid, alive, open connections and restarts (``/healthz``)."""
+        with self._lock:
+            return [{"pid": m.proc.pid if m.proc else None, "alive": m.ready, "open": m.open,
+                     "restarts": m.restarts} for m in self._members]
+
+    def _spawn(self, member: _Member) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            member.proc = subprocess.Popen(self._command(theirs.fileno()), pass_fds=[theirs.fileno()])
+        member.channel, member.ready, member.open = ours, False, 0
+        threading.Thread(target=self._watch, args=(member, ours, member.proc), name=f"dicom-member-{member.index}",
+                         daemon=True).start()
+
+    def _watch(self, member: _Member, channel: socket.socket, proc: subprocess.Popen) -> None:
+        """Follow one member's messages; restart it when it goes away."""
+        started = time.monotonic()
+        while True:
+            try:
+                message = channel.recv(64)
+            except OSError:
+                message = b""
+            if not message:
+                break
+            with self._lock:
+                if message == READY:
+                    member.ready = True
+                    self._lock.notify_all()
+                elif message == CLOSED:
+                    member.open = max(0, member.open - 1)
+        code = proc.wait()
+        channel.close()
+        with self._lock:
+            member.ready, member.open = False, 0
+            self._lock.notify_all()
+        if self._stopping.is_set():
+            return
+        # A member that ran a while is replaced at once; one failing at start backs off.
+        delay = 0.0 if time.monotonic() - started > 60 else min(2.0 ** member.restarts, 30.0)
+        log.warning("DICOM listener process %d exited with %s; restarting in %.0f s", member.index, code, delay)
+        if self._stopping.wait(delay):
+            return
+        member.restarts += 1
+        self._spawn(member)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, address = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("accepting a DICOM connection failed (%s)", type(exc).__name__)
+                continue
+            with conn:
+                self._hand_over(conn, address[:2])
+
+    def _hand_over(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        with self._lock:
+            ready = [m for m in self._members if m.ready]
+            if not ready:
+                log.warning("no DICOM listener process is ready; connection from %s closed", address[0])
+                return
+            member = min(ready, key=lambda m: m.open)
+            over_limit = sum(m.open for m in self._members) >= self.config.max_associations
+            member.open += 1
+        message = json.dumps({"address": list(address), "over_limit": over_limit}).encode()
+        try:
+            socket.send_fds(member.channel, [message], [conn.fileno()])
+        except OSError as exc:  # the member just died: its watcher restarts it
+            log.warning("could not hand a connection to listener process %d (%s)", member.index, type(exc).__name__)
+            with self._lock:
+                member.open = max(0, member.open - 1)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting; members finish their associations (up to ``timeout``) and exit."""
+        self._stopping.set()
+        if self._sock is not None:
+            self._sock.close()
+        if self._acceptor is not None:
+            self._acceptor.join(5)
+        for member in self._members:
+            if member.channel is not None:
+                try:
+                    member.channel.shutdown(socket.SHUT_WR)  # end of connections: the member drains
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for member in self._members:
+            if member.proc is None:
+                continue
+            try:
+                member.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                member.proc.kill()
+                member.proc.wait()
+
+
+def serve_member(listener: Listener, channel: socket.socket, *, drain_seconds: float = 30.0) -> None:
+    """Run a pool member: serve the connections the parent passes until it stops or dies.
+
+    Then the associations still open get up to ``drain_seconds`` to finish.
+    """
+
+    def closed() -> None:
+        try:
+            channel.send(CLOSED)
+        except OSError:
+            pass  # the parent is gone; nobody counts any more
+
+    server = listener.handed_over_server(on_closed=closed)
+    channel.send(READY)
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(channel, 1024, 1)
+        except OSError:
+            break
+        if not message:
+            break
+        handed = json.loads(message)
+        address = (str(handed["address"][0]), int(handed["address"][1]))
+        if handed["over_limit"]:
+            listener.refuse_next_from(address)
+        server.serve(socket.socket(fileno=fds[0]), address)
+    deadline = time.monotonic() + drain_seconds
+    while listener.active_associations() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    listener.stop()
