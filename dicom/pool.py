@@ -39,6 +39,7 @@ class _Member:
     channel: socket.socket | None = None
     ready: bool = False
     open: int = 0
+    served: int = 0
     restarts: int = 0
 
 
@@ -113,10 +114,10 @@ class ListenerPool:
 
     @property
     def processes(self) -> list[dict]:
-        """Per member: pid, alive, open connections and restarts (``/healthz``)."""
+        """Per member: pid, alive, open and served connections, restarts (``/healthz``)."""
         with self._lock:
             return [{"pid": m.proc.pid if m.proc else None, "alive": m.ready, "open": m.open,
-                     "restarts": m.restarts} for m in self._members]
+                     "served": m.served, "restarts": m.restarts} for m in self._members]
 
     def _spawn(self, member: _Member) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -180,6 +181,7 @@ class ListenerPool:
             member = min(ready, key=lambda m: m.open)
             over_limit = sum(m.open for m in self._members) >= self.config.max_associations
             member.open += 1
+            member.served += 1
         message = json.dumps({"address": list(address), "over_limit": over_limit}).encode()
         try:
             socket.send_fds(member.channel, [message], [conn.fileno()])

@@ -88,28 +88,6 @@ def test_association_limit(tmp_path):
 
 # --- TLS -----------------------------------------------------------------------------
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    """A CA, and a server and a client certificate it signed (EC P-256, valid one day)."""
-    need(shutil.which("openssl") is not None, "openssl")
-    folder = tmp_path_factory.mktemp("pki")
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=radtriage test CA",
-             cwd=folder)
-    for name, usage in (("server", "serverAuth"), ("client", "clientAuth")):
-        (folder / f"{name}.ext").write_text(
-            f"basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        _openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=radtriage {name}",
-                 cwd=folder)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=folder)
-    return folder
-
-
 @pytest.fixture
 def tls_listener(tmp_path, pki):
     context = server_tls_context(cert=pki / "server.pem", key=pki / "server.key", ca=pki / "ca.pem",
