@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +27,7 @@ class NewInstance:
     transfer_syntax_uid: str
     ordered_priority: Priority
     path: str
-    sha256: str
+    content_hash: str  # "algorithm:hex", as dicom.storage names the file
     size_bytes: int
     accession_number: str | None = None
     modality: str | None = None
@@ -48,14 +49,21 @@ class Recorded:
     study_id: int
 
 
-def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | None = None) -> Recorded:
+# hash_as(algorithm) -> the new instance's bytes hashed as "algorithm:hex"
+HashAs = Callable[[str], str]
+
+
+def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | None = None,
+                    hash_as: HashAs | None = None) -> Recorded:
     """Commit ``new`` and the state of its study; returns what it changed and the study's id.
 
-    Two associations may create the same study at once; the loser of that race retries.
+    ``hash_as`` lets an instance stored before the current hash algorithm be recognised
+    when the same bytes arrive again. Two associations may create the same study at once;
+    the loser of that race retries.
     """
     for attempt in (1, 2):
         try:
-            outcome = _record(session, new, now or utcnow())
+            outcome = _record(session, new, now or utcnow(), hash_as)
             session.commit()
             return outcome
         except IntegrityError:
@@ -65,10 +73,11 @@ def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | No
     raise AssertionError("unreachable")
 
 
-def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
-    duplicate = session.scalar(
-        select(Instance.study_id).where(Instance.sop_instance_uid == new.sop_instance_uid, Instance.sha256 == new.sha256)
-    )
+def _record(session: Session, new: NewInstance, now: dt.datetime, hash_as: HashAs | None) -> Recorded:
+    earlier = session.execute(
+        select(Instance.study_id, Instance.content_hash).where(Instance.sop_instance_uid == new.sop_instance_uid)
+    ).all()
+    duplicate = _same_bytes(new, earlier, hash_as)
     if duplicate is not None:
         return Recorded(IngestOutcome.DUPLICATE, duplicate)
 
@@ -110,7 +119,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
             session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 
-    _count_views(session, study, new)
+    _count_views(study, new, seen=any(study_id == study.id for study_id, _hash in earlier))
     session.add(
         Instance(
             study_id=study.id,
@@ -124,7 +133,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
             view=new.view,
             expected_instances=new.expected_instances,
             path=new.path,
-            sha256=new.sha256,
+            content_hash=new.content_hash,
             size_bytes=new.size_bytes,
             received_at=now,
         )
@@ -132,15 +141,27 @@ def _record(session: Session, new: NewInstance, now: dt.datetime) -> Recorded:
     return Recorded(outcome, study.id)
 
 
-def _count_views(session: Session, study: Study, new: NewInstance) -> None:
+def _same_bytes(new: NewInstance, earlier: list, hash_as: HashAs | None) -> int | None:
+    """The study of an earlier row of this instance with exactly these bytes, if any."""
+    by_algorithm: dict[str, str] = {}
+    for study_id, stored_hash in earlier:
+        algorithm = stored_hash.partition(":")[0]
+        if algorithm not in by_algorithm:
+            same_algorithm = algorithm == new.content_hash.partition(":")[0]
+            if not same_algorithm and hash_as is None:
+                continue
+            by_algorithm[algorithm] = new.content_hash if same_algorithm else hash_as(algorithm)
+        if by_algorithm[algorithm] == stored_hash:
+            return study_id
+    return None
+
+
+def _count_views(study: Study, new: NewInstance, *, seen: bool) -> None:
     """Keep the study's completeness state (views, counts) in step with its instances."""
-    seen = session.scalar(
-        select(Instance.id).where(Instance.study_id == study.id, Instance.sop_instance_uid == new.sop_instance_uid).limit(1)
-    )
     views = StudyViews(
         instance_count=study.instance_count or 0, has_frontal=bool(study.has_frontal),
         has_lateral=bool(study.has_lateral), expected=study.expected_instances,
-    ).add(View(new.view) if new.view else None, new.expected_instances, new_instance=seen is None)
+    ).add(View(new.view) if new.view else None, new.expected_instances, new_instance=not seen)
     study.instance_count, study.has_frontal, study.has_lateral = views.instance_count, views.has_frontal, views.has_lateral
     study.expected_instances = views.expected
     study.views_complete = views_complete(views)

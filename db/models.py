@@ -94,7 +94,7 @@ class Study(Base):
 
 class Instance(Base):
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("sop_instance_uid", "sha256", name="uq_instance_revision"),)
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "content_hash", name="uq_instance_revision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
@@ -108,7 +108,7 @@ class Instance(Base):
     view: Mapped[str | None] = mapped_column(String(8))  # frontal/lateral from (0018,5101), (0054,0220), (0020,0020)
     expected_instances: Mapped[int | None] = mapped_column(Integer)  # (0020,1208)
     path: Mapped[str] = mapped_column(Text)  # relative to the data folder
-    sha256: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(80))  # "blake3:<hex>" (older rows: "sha256:<hex>")
     size_bytes: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

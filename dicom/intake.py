@@ -23,7 +23,7 @@ from db.ingest import NewInstance, Recorded, record_instance
 from dicom.completeness import expected_instances, view_of
 from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute
 from dicom.order import ordered_priority
-from dicom.storage import Parts, remove_stored, sha256_of, store_bytes
+from dicom.storage import Parts, content_hash, remove_stored, store_bytes
 
 # PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
 # invalid too, but legacy modalities send them and refusing those images helps nobody.
@@ -48,7 +48,7 @@ def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = N
     Returns
     -------
     NewInstance
-        With ``path``, ``sha256`` and ``size_bytes`` still empty.
+        With ``path``, ``content_hash`` and ``size_bytes`` still empty.
 
     Raises
     ------
@@ -93,7 +93,7 @@ def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> N
         view=(view.value if (view := view_of(ds)) else None),
         expected_instances=expected_instances(ds),
         path="",
-        sha256="",
+        content_hash="",
         size_bytes=0,
     )
 
@@ -158,15 +158,16 @@ def take_in(raw: Parts, new: NewInstance, *, data_dir: Path, sessions: sessionma
     sqlalchemy.exc.SQLAlchemyError
         The row could not be committed; the file just written is removed.
     """
-    digest = sha256_of(raw)
+    hash_ = content_hash(raw)
     # Identical bytes arriving on two associations share one file: while one of them may
     # still remove it (its row failed), the other must not count on it.
-    with _content_locks.hold(digest):
-        stored = store_bytes(data_dir, raw, digest=digest)
-        new = dataclasses.replace(new, path=stored.relative_path, sha256=stored.sha256, size_bytes=stored.size_bytes)
+    with _content_locks.hold(hash_):
+        stored = store_bytes(data_dir, raw, hash_=hash_)
+        new = dataclasses.replace(new, path=stored.relative_path, content_hash=stored.content_hash,
+                                  size_bytes=stored.size_bytes)
         try:
             with sessions() as session:
-                return record_instance(session, new=new)
+                return record_instance(session, new=new, hash_as=lambda algorithm: content_hash(raw, algorithm))
         except BaseException:
             remove_stored(data_dir, stored)
             raise

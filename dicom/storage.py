@@ -1,4 +1,10 @@
-"""Durable storage of received instances: content-addressed files, fsynced before Success."""
+"""Durable storage of received instances: content-addressed files, fsynced before Success.
+
+Files are named by their BLAKE3 hash. It is a cryptographic hash like SHA-256, and about
+4x cheaper per byte on this kind of CPU (2.4 against 9 ms per 10 MB radiograph), which is
+a fifth of what the listener spends per instance (``benchmarks/ingest.py``). Hashes are
+recorded as ``algorithm:hex``; rows from before BLAKE3 carry ``sha256:`` ones.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import blake3
+
 OBJECTS = "objects"
+ALGORITHM = "blake3"
+_HASHES = {"blake3": blake3.blake3, "sha256": hashlib.sha256}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredFile:
     relative_path: str  # relative to the data folder, as recorded in the database
-    sha256: str
+    content_hash: str  # "blake3:<hex>"
     size_bytes: int
     created: bool  # False when identical bytes were already stored
 
@@ -30,15 +40,16 @@ def pieces(parts: Parts) -> Sequence[bytes | memoryview]:
     return (parts,) if isinstance(parts, (bytes, bytearray, memoryview)) else parts
 
 
-def sha256_of(parts: Parts) -> str:
-    digest = hashlib.sha256()
+def content_hash(parts: Parts, algorithm: str = ALGORITHM) -> str:
+    """``algorithm:hex`` of the bytes; ``algorithm`` is "blake3" (new files) or "sha256" (older rows)."""
+    digest = _HASHES[algorithm]()
     for part in pieces(parts):
         digest.update(part)
-    return digest.hexdigest()
+    return f"{algorithm}:{digest.hexdigest()}"
 
 
-def store_bytes(data_dir: Path, parts: Parts, *, digest: str | None = None) -> StoredFile:
-    """Write ``parts`` as one file under ``data_dir/objects/`` named by its SHA-256, durably.
+def store_bytes(data_dir: Path, parts: Parts, *, hash_: str | None = None) -> StoredFile:
+    """Write ``parts`` as one file under ``data_dir/objects/`` named by its hash, durably.
 
     The bytes go to a temporary file that is fsynced and renamed into place, and the folder
     is fsynced, so a crash leaves either the whole file or nothing. Identical bytes are
@@ -50,12 +61,13 @@ def store_bytes(data_dir: Path, parts: Parts, *, digest: str | None = None) -> S
         The disk is full or not writable (the listener answers 0xA700).
     """
     parts = pieces(parts)
-    digest = digest or sha256_of(parts)
+    hash_ = hash_ or content_hash(parts)
+    digest = hash_.partition(":")[2]
     size = sum(len(part) for part in parts)
     relative = Path(OBJECTS, digest[:2], digest[2:4], f"{digest}.dcm")
     target = data_dir / relative
     if target.exists() and target.stat().st_size == size:
-        return StoredFile(relative.as_posix(), digest, size, created=False)
+        return StoredFile(relative.as_posix(), hash_, size, created=False)
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".part")
@@ -70,7 +82,7 @@ def store_bytes(data_dir: Path, parts: Parts, *, digest: str | None = None) -> S
         _unlink_quietly(tmp_name)
         raise
     _fsync_dir(folder)
-    return StoredFile(relative.as_posix(), digest, size, created=True)
+    return StoredFile(relative.as_posix(), hash_, size, created=True)
 
 
 def _write_all(fh, part: bytes | memoryview) -> None:

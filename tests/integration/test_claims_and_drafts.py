@@ -27,7 +27,7 @@ def sessions(sqlite_sessions):
 def new_instance(n: int, study: str = "1.2.3.4", view: str = "PA") -> NewInstance:
     return NewInstance(study_instance_uid=study, series_instance_uid=f"{study}.1", sop_instance_uid=f"{study}.1.{n}",
                        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1", transfer_syntax_uid="1.2.840.10008.1.2.1",
-                       ordered_priority=Priority.ROUTINE, path=f"objects/{n}.dcm", sha256=f"{n:064d}",
+                       ordered_priority=Priority.ROUTINE, path=f"objects/{n}.dcm", content_hash=f"blake3:{n:064d}",
                        size_bytes=1, view_position=view)
 
 

@@ -37,7 +37,7 @@ def instance(study: str, view: str | None, expected: int | None = None, sop: str
     return NewInstance(
         study_instance_uid=study, series_instance_uid=generate_uid(), sop_instance_uid=sop,
         sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1", transfer_syntax_uid="1.2.840.10008.1.2.1",
-        ordered_priority=Priority.ROUTINE, path=f"objects/{sha or sop}.dcm", sha256=(sha or sop)[-64:],
+        ordered_priority=Priority.ROUTINE, path=f"objects/{sha or sop}.dcm", content_hash="blake3:" + (sha or sop)[-64:],
         size_bytes=1, view=view, expected_instances=expected,
     )
 

@@ -231,7 +231,7 @@ def new_instance(priority: Priority = Priority.ROUTINE) -> NewInstance:
     return NewInstance(
         study_instance_uid=generate_uid(), series_instance_uid=generate_uid(), sop_instance_uid=sop,
         sop_class_uid=DX, transfer_syntax_uid=ExplicitVRLittleEndian, ordered_priority=priority,
-        path=f"objects/{sop}.dcm", sha256=hashlib.sha256(sop.encode()).hexdigest(), size_bytes=1,
+        path=f"objects/{sop}.dcm", content_hash="blake3:" + hashlib.sha256(sop.encode()).hexdigest(), size_bytes=1,
         modality="DX", body_part="CHEST", view_position="PA",
     )
 

@@ -27,7 +27,7 @@ def add_study(sessions, n: int, ordered: Priority, *, received: dt.datetime, ai:
     uid = f"1.2.3.{n}"
     new = NewInstance(study_instance_uid=uid, series_instance_uid=f"{uid}.1", sop_instance_uid=f"{uid}.1.1",
                       sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1", transfer_syntax_uid="1.2.840.10008.1.2.1",
-                      ordered_priority=ordered, path=f"objects/{n}.dcm", sha256=f"{n:064d}", size_bytes=1,
+                      ordered_priority=ordered, path=f"objects/{n}.dcm", content_hash=f"blake3:{n:064d}", size_bytes=1,
                       accession_number=f"A{n}")
     with sessions() as session:
         study_id = record_instance(session, new=new, now=received).study_id

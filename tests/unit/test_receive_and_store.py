@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import socket
 import threading
 import types
 
-from dicom.storage import sha256_of, store_bytes
+import blake3
+
+from dicom.storage import content_hash, store_bytes
 from dicom.transport import BulkReadSocket
 
 
@@ -46,6 +47,7 @@ def test_a_file_stored_from_pieces_is_the_pieces_joined(tmp_path):
         stored = store_bytes(tmp_path, (head, view))
     whole = head + bytes(body)
     assert (tmp_path / stored.relative_path).read_bytes() == whole
-    assert stored.sha256 == hashlib.sha256(whole).hexdigest() == sha256_of(whole) == sha256_of((head, bytes(body)))
+    assert stored.content_hash == "blake3:" + blake3.blake3(whole).hexdigest() == content_hash(whole)
+    assert stored.relative_path.endswith(blake3.blake3(whole).hexdigest() + ".dcm")
     assert stored.size_bytes == len(whole) and stored.created
     assert not store_bytes(tmp_path, whole).created  # identical bytes, however they arrive, are one file
