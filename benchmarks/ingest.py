@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--cxr", type=int, default=24, help="CXR-sized instances per run")
     parser.add_argument("--small", type=int, default=200, help="512x512 instances per run")
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell (the best counts)")
-    parser.add_argument("--short-associations", type=int, default=5000)
+    parser.add_argument("--short-associations", type=int, default=5000, help="0: skip the memory measurement")
     args = parser.parse_args()
     if os.environ.get(IN_NAMESPACE) != "1":
         if shutil.which("unshare") is None or shutil.which("storescp") is None:
@@ -180,7 +180,8 @@ def main() -> None:
         print("radtriage: whole daemon, fsync of file and folder, SQLite row (synchronous=FULL), "
               f"{listener_processes_label()} listener processes; storescp --fork: no fsync, no database\n")
         throughput(work, sets, args.repeats)
-        memory(work, args.short_associations)
+        if args.short_associations:
+            memory(work, args.short_associations)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import threading
 import types
 
 import blake3
+import pytest
 
 from dicom.storage import content_hash, store_bytes
-from dicom.transport import BulkReadSocket
+from dicom.transport import BulkReadSocket, _pdv_items
 
 
 def _bulk_socket(sock: socket.socket) -> BulkReadSocket:
@@ -51,3 +52,19 @@ def test_a_file_stored_from_pieces_is_the_pieces_joined(tmp_path):
     assert stored.relative_path.endswith(blake3.blake3(whole).hexdigest() + ".dcm")
     assert stored.size_bytes == len(whole) and stored.created
     assert not store_bytes(tmp_path, whole).created  # identical bytes, however they arrive, are one file
+
+
+def test_p_data_items_are_read_as_views_of_the_pdu():
+    fragment = b"\x02" + b"pixel bytes" * 100  # last data fragment: control header 0b10
+    command = b"\x03" + b"command"
+    items = b"".join(len(v := bytes([ctx]) + body).to_bytes(4, "big") + v for ctx, body in ((1, command), (3, fragment)))
+    parsed = list(_pdv_items(memoryview(bytearray(items))))
+    assert [(i.presentation_context_id, bytes(i.presentation_data_value)) for i in parsed] == [(1, command), (3, fragment)]
+    assert all(isinstance(i.presentation_data_value, memoryview) for i in parsed)
+
+
+def test_a_p_data_item_longer_than_its_pdu_is_an_invalid_pdu():
+    with pytest.raises(ValueError):
+        list(_pdv_items(memoryview(b"\x00\x00\x00\x09\x01\x02abc")))
+    with pytest.raises(ValueError):
+        list(_pdv_items(memoryview(b"\x00\x00\x00")))
