@@ -31,24 +31,71 @@ class BulkReadSocket(AssociationSocket):
     def recv(self, nr_bytes: int) -> bytearray:
         """Read ``nr_bytes`` (fewer only when the peer closes the connection first)."""
         buffer = bytearray(nr_bytes)
-        received = 0
         with memoryview(buffer) as view:
-            while received < nr_bytes:
-                count = self.socket.recv_into(view[received:], nr_bytes - received)
-                if not count:
-                    break
-                received += count
+            received = self.recv_into_all(view)
         if received < nr_bytes:  # closed early: pynetdicom sees the short PDU and aborts
             del buffer[received:]
         return buffer
+
+    def recv_into_all(self, view: memoryview) -> int:
+        """Fill ``view``; returns the bytes received (fewer only when the peer closed first)."""
+        received, wanted = 0, len(view)
+        while received < wanted:
+            count = self.socket.recv_into(view[received:], wanted - received)
+            if not count:
+                break
+            received += count
+        return received
 
 
 _P_DATA_TF = 0x04
 _P_DATA_TF_RECEIVED = "Evt10"  # PS3.8 9.2: the state machine's event for a received P-DATA-TF
 
 
+_PDU_TYPES = range(0x01, 0x08)  # A-ASSOCIATE-RQ .. A-ABORT (PS3.8 9.3.1)
+
+
 class PDataViewDUL(DULServiceProvider):
-    """A ``DULServiceProvider`` whose received P-DATA-TF fragments are views, not copies."""
+    """A ``DULServiceProvider`` reading each PDU into one buffer, P-DATA-TF fragments as views."""
+
+    def _read_pdu_data(self) -> None:
+        # As pynetdicom's own, except that the body is received into the PDU's buffer
+        # instead of being appended to its 6-byte header. The state machine events are the
+        # same: Evt17 for a connection closed mid-PDU, Evt19 for an unknown or invalid PDU.
+        try:
+            header = self.socket.recv(6)
+        except OSError as exc:
+            log.warning("connection closed before a PDU header (%s)", type(exc).__name__)
+            self.event_queue.put("Evt17")
+            return
+        if len(header) < 6:
+            self.event_queue.put("Evt17")
+            return
+        pdu_type, length = header[0], int.from_bytes(header[2:6], "big")
+        if pdu_type not in _PDU_TYPES:
+            log.warning("unknown PDU type 0x%02X received", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        pdu = bytearray(6 + length)
+        pdu[:6] = header
+        try:
+            received = self.socket.recv_into_all(memoryview(pdu)[6:])
+        except OSError as exc:
+            log.warning("connection closed in the middle of a PDU (%s)", type(exc).__name__)
+            self.event_queue.put("Evt17")
+            return
+        if received < length:
+            log.warning("connection closed in the middle of a PDU (%d of %d bytes)", received, length)
+            self.event_queue.put("Evt17")
+            return
+        try:
+            decoded, event = self._decode_pdu(pdu)
+        except Exception as exc:
+            log.warning("invalid PDU received (%s)", type(exc).__name__)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(decoded)
 
     def _decode_pdu(self, bytestream: bytearray):
         # Anyone listening for raw received bytes gets pynetdicom's own path, copies and all.
