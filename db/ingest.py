@@ -63,9 +63,9 @@ def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | No
     """
     for attempt in (1, 2):
         try:
-            outcome = _record(session, new, now or utcnow(), hash_as)
-            session.commit()
-            return outcome
+            outcome, study = _record(session, new, now or utcnow(), hash_as)
+            session.commit()  # one flush: a new study's row and its instance's go together
+            return Recorded(outcome, study if isinstance(study, int) else study.id)
         except IntegrityError:
             session.rollback()
             if attempt == 2:
@@ -73,13 +73,14 @@ def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | No
     raise AssertionError("unreachable")
 
 
-def _record(session: Session, new: NewInstance, now: dt.datetime, hash_as: HashAs | None) -> Recorded:
+def _record(session: Session, new: NewInstance, now: dt.datetime,
+            hash_as: HashAs | None) -> tuple[IngestOutcome, Study | int]:
     earlier = session.execute(
         select(Instance.study_id, Instance.content_hash).where(Instance.sop_instance_uid == new.sop_instance_uid)
     ).all()
     duplicate = _same_bytes(new, earlier, hash_as)
     if duplicate is not None:
-        return Recorded(IngestOutcome.DUPLICATE, duplicate)
+        return IngestOutcome.DUPLICATE, duplicate
 
     study = session.scalar(
         select(Study).where(Study.study_instance_uid == new.study_instance_uid).with_for_update()
@@ -100,7 +101,6 @@ def _record(session: Session, new: NewInstance, now: dt.datetime, hash_as: HashA
             last_instance_at=now,
         )
         session.add(study)
-        session.flush()
     else:
         study.last_instance_at = now
         ordered = Priority.most_urgent(study.ordered_priority, new.ordered_priority)
@@ -122,7 +122,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime, hash_as: HashA
     _count_views(study, new, seen=any(study_id == study.id for study_id, _hash in earlier))
     session.add(
         Instance(
-            study_id=study.id,
+            study=study,
             series_instance_uid=new.series_instance_uid,
             sop_instance_uid=new.sop_instance_uid,
             sop_class_uid=new.sop_class_uid,
@@ -138,7 +138,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime, hash_as: HashA
             received_at=now,
         )
     )
-    return Recorded(outcome, study.id)
+    return outcome, study
 
 
 def _same_bytes(new: NewInstance, earlier: list, hash_as: HashAs | None) -> int | None:
