@@ -238,7 +238,14 @@ class Listener:
 
         ``on_closed`` is called when each connection ends.
         """
-        handlers = [*self._event_handlers(), (evt.EVT_CONN_CLOSE, lambda _e: on_closed())]
+        def closed(event: evt.Event) -> None:
+            try:
+                # A connection flagged over the limit that closed before asking for an association.
+                self._take_over_limit((str(event.assoc.requestor.address), event.assoc.requestor.port))
+            finally:
+                on_closed()
+
+        handlers = [*self._event_handlers(), (evt.EVT_CONN_CLOSE, closed)]
         self._server = self._ae.make_server(self.address, evt_handlers=handlers, ssl_context=self.config.ssl_context,
                                             server_class=HandedOverServer)
         self._ae._servers.append(self._server)

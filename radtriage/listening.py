@@ -45,7 +45,9 @@ def listener_processes(s: Settings) -> int:
     """``dicom_listener_processes``, with 0 meaning one per CPU core (at most 8)."""
     if s.dicom_listener_processes:
         return s.dicom_listener_processes
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_PROCESSES))
+    # The cores this process may run on (a container's CPU set), where the OS can tell.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_PROCESSES))
 
 
 def build_listener(s: Settings, sessions: sessionmaker[Session]) -> Listener:
