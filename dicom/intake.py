@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import os
 import re
-import threading
 from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.uid import UID
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ingest import NewInstance, Recorded, record_instance
+from db.ingest import IngestOutcome, NewInstance, Recorded, record_instance
 from dicom.completeness import expected_instances, view_of
 from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute
 from dicom.order import ordered_priority
@@ -159,40 +160,38 @@ def take_in(raw: Parts, new: NewInstance, *, data_dir: Path, sessions: sessionma
         The row could not be committed; the file just written is removed.
     """
     hash_ = content_hash(raw)
-    # Identical bytes arriving on two associations share one file: while one of them may
-    # still remove it (its row failed), the other must not count on it.
-    with _content_locks.hold(hash_):
+    # Identical bytes arriving on two associations (of any listener process) share one file:
+    # while one of them may still remove it (its row failed), the other must not count on it.
+    with _content_lock(data_dir, hash_):
         stored = store_bytes(data_dir, raw, hash_=hash_)
         new = dataclasses.replace(new, path=stored.relative_path, content_hash=stored.content_hash,
                                   size_bytes=stored.size_bytes)
         try:
             with sessions() as session:
-                return record_instance(session, new=new, hash_as=lambda algorithm: content_hash(raw, algorithm))
+                recorded = record_instance(session, new=new,
+                                           hash_as=lambda algorithm: content_hash(raw, algorithm))
         except BaseException:
             remove_stored(data_dir, stored)
             raise
+        if recorded.outcome is IngestOutcome.DUPLICATE:
+            # Known under an older hash: the copy just written is nobody's file.
+            remove_stored(data_dir, stored)
+        return recorded
 
 
-class _ContentLocks:
-    """One lock per content hash in use, dropped when nobody holds it."""
+@contextlib.contextmanager
+def _content_lock(data_dir: Path, hash_: str):
+    """Hold the lock for files with this hash, across the listener's threads and processes.
 
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, list] = {}  # digest -> [lock, holders]
-
-    @contextlib.contextmanager
-    def hold(self, digest: str):
-        with self._guard:
-            entry = self._locks.setdefault(digest, [threading.Lock(), 0])
-            entry[1] += 1
-        try:
-            with entry[0]:
-                yield
-        finally:
-            with self._guard:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._locks[digest]
-
-
-_content_locks = _ContentLocks()
+    One of 256 lock files, by the hash's first byte: an flock is per open file, so threads
+    and processes exclude each other alike, and a stripe shared by two different images only
+    makes one wait for the other's commit.
+    """
+    folder = data_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{hash_.partition(':')[2][:2]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

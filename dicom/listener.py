@@ -100,11 +100,15 @@ class StoreHandler:
         return code
 
     def _store(self, event: evt.Event) -> tuple[int, str]:
+        syntax, sop_class = str(event.context.transfer_syntax), str(event.request.AffectedSOPClassUID)
         try:
-            ds = _header(event)
+            new = identify(_header(event), syntax, sop_class_uid=sop_class)
+        except InvalidDataset:
+            # A large value identify needed was deferred (it cannot be read back from the
+            # buffer), or the dataset is really broken: a whole parse tells which.
+            new = identify(_parsed(event), syntax, sop_class_uid=sop_class)
         except Exception as exc:
             raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
-        new = identify(ds, str(event.context.transfer_syntax), sop_class_uid=str(event.request.AffectedSOPClassUID))
         received = event.request.DataSet
         with received.getbuffer() as dataset_bytes:
             recorded = take_in((_file_head(event, new), dataset_bytes), new, data_dir=self.data_dir,
@@ -118,13 +122,30 @@ _DEFER_BYTES = 64 * 1024
 
 
 def _header(event: evt.Event) -> Dataset:
-    """The received dataset, parsed without copying its large values (a deflated one whole)."""
+    """The received dataset, parsed without copying its large values (a deflated one whole).
+
+    A deferred value is only skipped over, so one that the received bytes end inside of is
+    given the length that really arrived: a truncated Pixel Data stays detectable.
+    """
     syntax = event.context.transfer_syntax
     if syntax.is_deflated:
         return event.dataset
     received = event.request.DataSet
     received.seek(0)
-    return read_dataset(received, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER_BYTES)
+    ds = read_dataset(received, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER_BYTES)
+    size = received.seek(0, 2)  # the end: how many bytes arrived
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag, keep_deferred=True)
+        if getattr(element, "value", True) is None and element.value_tell + element.length > size:
+            ds[tag] = element._replace(length=max(0, size - element.value_tell))
+    return ds
+
+
+def _parsed(event: evt.Event) -> Dataset:
+    try:
+        return event.dataset
+    except Exception as exc:
+        raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
 
 
 def _file_head(event: evt.Event, new: NewInstance) -> bytes:
@@ -236,20 +257,22 @@ class Listener:
     def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer:
         """A server for connections another process accepted (``dicom.pool``); it binds nothing.
 
-        ``on_closed`` is called when each connection ends.
+        ``on_closed`` is called exactly once when each connection is done, however it ended.
         """
-        def closed(event: evt.Event) -> None:
+        def closed(address: tuple[str, int]) -> None:
             try:
                 # A connection flagged over the limit that closed before asking for an association.
-                self._take_over_limit((str(event.assoc.requestor.address), event.assoc.requestor.port))
+                self._take_over_limit((str(address[0]), int(address[1])))
             finally:
                 on_closed()
 
-        handlers = [*self._event_handlers(), (evt.EVT_CONN_CLOSE, closed)]
-        self._server = self._ae.make_server(self.address, evt_handlers=handlers, ssl_context=self.config.ssl_context,
-                                            server_class=HandedOverServer)
-        self._ae._servers.append(self._server)
-        return self._server
+        server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
+                                      ssl_context=self.config.ssl_context, server_class=HandedOverServer)
+        server.on_closed = closed
+        server.bind(evt.EVT_CONN_CLOSE, lambda event: server.closed(event.assoc))
+        self._ae._servers.append(server)
+        self._server = server
+        return server
 
     def refuse_next_from(self, address: tuple[str, int]) -> None:
         """Reject the association that the connection from ``address`` requests: over the limit."""

@@ -120,9 +120,14 @@ class ListenerPool:
                      "served": m.served, "restarts": m.restarts} for m in self._members]
 
     def _spawn(self, member: _Member) -> None:
+        """Start ``member``'s process (raises ``OSError`` when it cannot be started)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            member.proc = subprocess.Popen(self._command(theirs.fileno()), pass_fds=[theirs.fileno()])
+        try:
+            with theirs:
+                member.proc = subprocess.Popen(self._command(theirs.fileno()), pass_fds=[theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
         member.channel, member.ready, member.open = ours, False, 0
         threading.Thread(target=self._watch, args=(member, ours, member.proc), name=f"dicom-member-{member.index}",
                          daemon=True).start()
@@ -148,15 +153,22 @@ class ListenerPool:
         with self._lock:
             member.ready, member.open = False, 0
             self._lock.notify_all()
-        if self._stopping.is_set():
-            return
         # A member that ran a while is replaced at once; one failing at start backs off.
         delay = 0.0 if time.monotonic() - started > 60 else min(2.0 ** member.restarts, 30.0)
-        log.warning("DICOM listener process %d exited with %s; restarting in %.0f s", member.index, code, delay)
-        if self._stopping.wait(delay):
-            return
-        member.restarts += 1
-        self._spawn(member)
+        if not self._stopping.is_set():
+            log.warning("DICOM listener process %d exited with %s; restarting in %.0f s", member.index, code, delay)
+        while not self._stopping.wait(delay):
+            with self._lock:  # stop() sets _stopping under this lock: no member starts after it
+                if self._stopping.is_set():
+                    return
+                member.restarts += 1
+                try:
+                    self._spawn(member)
+                    return
+                except OSError as exc:
+                    delay = min(max(delay, 1.0) * 2, 30.0)
+                    log.error("cannot restart DICOM listener process %d (%s); retrying in %.0f s", member.index,
+                              type(exc).__name__, delay)
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
@@ -174,25 +186,30 @@ class ListenerPool:
 
     def _hand_over(self, conn: socket.socket, address: tuple[str, int]) -> None:
         with self._lock:
-            ready = [m for m in self._members if m.ready]
-            if not ready:
-                log.warning("no DICOM listener process is ready; connection from %s closed", address[0])
-                return
-            member = min(ready, key=lambda m: m.open)
+            ready = sorted((m for m in self._members if m.ready), key=lambda m: m.open)
             over_limit = sum(m.open for m in self._members) >= self.config.max_associations
-            member.open += 1
-            member.served += 1
         message = json.dumps({"address": list(address), "over_limit": over_limit}).encode()
-        try:
-            socket.send_fds(member.channel, [message], [conn.fileno()])
-        except OSError as exc:  # the member just died: its watcher restarts it
-            log.warning("could not hand a connection to listener process %d (%s)", member.index, type(exc).__name__)
+        for member in ready:  # the least busy first; a dead or stuck one is passed over
+            with self._lock:  # counted before it is sent: the member may report it closed at once
+                member.open += 1
+            try:
+                # Never blocks: a member that stopped reading must not stall the accept loop.
+                socket.send_fds(member.channel, [message], [conn.fileno()], socket.MSG_DONTWAIT)
+            except OSError as exc:
+                log.warning("could not hand a connection to listener process %d (%s)", member.index,
+                            type(exc).__name__)
+                with self._lock:
+                    member.open = max(0, member.open - 1)
+                continue
             with self._lock:
-                member.open = max(0, member.open - 1)
+                member.served += 1
+            return
+        log.warning("no DICOM listener process took the connection from %s; closed", address[0])
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting; members finish their associations (up to ``timeout``) and exit."""
-        self._stopping.set()
+        with self._lock:
+            self._stopping.set()
         if self._sock is not None:
             self._sock.close()
         if self._acceptor is not None:

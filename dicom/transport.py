@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
 
 from pynetdicom import evt
 from pynetdicom.dul import DULServiceProvider
@@ -53,6 +54,9 @@ _P_DATA_TF_RECEIVED = "Evt10"  # PS3.8 9.2: the state machine's event for a rece
 
 
 _PDU_TYPES = range(0x01, 0x08)  # A-ASSOCIATE-RQ .. A-ABORT (PS3.8 9.3.1)
+# Bytes allocated up front for a PDU body: an established association's data, and anything else.
+_PREALLOCATE_MAX = 64 * 1024 * 1024
+_PREALLOCATE_UNTRUSTED = 64 * 1024
 
 
 class PDataViewDUL(DULServiceProvider):
@@ -76,10 +80,8 @@ class PDataViewDUL(DULServiceProvider):
             log.warning("unknown PDU type 0x%02X received", pdu_type)
             self.event_queue.put("Evt19")
             return
-        pdu = bytearray(6 + length)
-        pdu[:6] = header
         try:
-            received = self.socket.recv_into_all(memoryview(pdu)[6:])
+            pdu, received = self._receive_body(header, length)
         except OSError as exc:
             log.warning("connection closed in the middle of a PDU (%s)", type(exc).__name__)
             self.event_queue.put("Evt17")
@@ -96,6 +98,27 @@ class PDataViewDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(decoded)
+
+    def _receive_body(self, header: bytes, length: int) -> tuple[bytearray, int]:
+        """The PDU (header included) and how many body bytes arrived.
+
+        The announced length is only trusted as far as an established association's
+        P-DATA-TF goes, and then to ``_PREALLOCATE_MAX``: beyond that the buffer grows as
+        bytes actually arrive, so a 6-byte header cannot make us allocate gigabytes.
+        """
+        established = header[0] == _P_DATA_TF and self.state_machine.current_state == "Sta6"
+        first = min(length, _PREALLOCATE_MAX if established else _PREALLOCATE_UNTRUSTED)
+        pdu = bytearray(6 + first)
+        pdu[:6] = header
+        with memoryview(pdu) as view:
+            received = self.socket.recv_into_all(view[6:])
+        while received == len(pdu) - 6 < length:
+            more = self.socket.recv(min(length - received, max(received, _PREALLOCATE_UNTRUSTED)))
+            if not more:
+                break
+            pdu += more
+            received += len(more)
+        return pdu, received
 
     def _decode_pdu(self, bytestream: bytearray):
         # Anyone listening for raw received bytes gets pynetdicom's own path, copies and all.
@@ -125,8 +148,12 @@ def _pdv_items(items: memoryview):
 
 
 class _BulkReadRequestHandler(RequestHandler):
+    assoc = None  # the association this connection started, once it has
+
     def _create_association(self):
-        assoc = super()._create_association()
+        assoc = self.assoc = super()._create_association()
+        if isinstance(self.server, HandedOverServer):
+            self.server.track(assoc, self.client_address)
         # The socket and upper layer pynetdicom just made, given the reads above; nothing
         # else about them differs (as pynetdicom itself re-classes decoded DIMSE messages).
         assoc.dul.socket.__class__ = BulkReadSocket
@@ -145,11 +172,18 @@ class HandedOverServer(BulkReadServer):
     """Serves connections accepted by another process (``dicom.pool``): it binds nothing.
 
     ``serve(sock, address)`` runs one connection's association in its own thread, TLS
-    handshake included, exactly as a connection accepted here would run.
+    handshake included, exactly as a connection accepted here would run; ``on_closed`` is
+    called with the address exactly once when that connection is done, however it ended.
     """
 
+    # Connection threads wait for their association; they must not hold up the member's exit.
+    daemon_threads = True
+    block_on_close = False
+    on_closed = staticmethod(lambda _address: None)
+
     def server_bind(self) -> None:
-        pass
+        self._open: dict = {}  # association -> client address, until its connection is closed
+        self._tracking_lock = threading.Lock()
 
     def server_activate(self) -> None:
         self.socket.close()  # the unbound socket socketserver made; connections come from elsewhere
@@ -162,11 +196,33 @@ class HandedOverServer(BulkReadServer):
     def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
         self.process_request(sock, address)
 
+    def track(self, assoc, client_address) -> None:
+        """Note a connection's association as it is created, before it runs."""
+        with self._tracking_lock:
+            self._open[assoc] = client_address
+
+    def closed(self, assoc) -> None:
+        """The association's connection closed (``EVT_CONN_CLOSE``), or its thread ended."""
+        with self._tracking_lock:
+            address = self._open.pop(assoc, None)
+        if address is not None:
+            self.on_closed(address)
+
     def finish_request(self, request, client_address) -> None:
-        # pynetdicom wraps in its accept loop; here the handshake runs in this connection's thread.
-        if self.ssl_context:
-            request = self.ssl_context.wrap_socket(request, server_side=True)
-        super().finish_request(request, client_address)
+        assoc = None
+        try:
+            # pynetdicom wraps in its accept loop; here the handshake runs in this connection's thread.
+            if self.ssl_context:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            assoc = self.RequestHandlerClass(request, client_address, self).assoc
+            if assoc is not None:
+                # Usually EVT_CONN_CLOSE reported it already; this covers every other way out.
+                assoc.join()
+        finally:
+            if assoc is None:
+                self.on_closed(client_address)
+            else:
+                self.closed(assoc)
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]

@@ -59,6 +59,7 @@ def test_rows_hashed_with_sha256_survive_the_upgrade_and_a_resent_copy_is_a_dupl
 
     again = take_in(raw, new, data_dir=tmp_path / "data", sessions=sessions)
     assert again.outcome is IngestOutcome.DUPLICATE
+    assert not list((tmp_path / "data" / "objects").rglob("*.dcm")), "the duplicate's new copy was left behind"
 
     changed = take_in(raw + b"\x00\x00", new, data_dir=tmp_path / "data", sessions=sessions)
     assert changed.outcome is not IngestOutcome.DUPLICATE

@@ -119,3 +119,16 @@ def test_a_silent_connection_does_not_block_other_senders(tls_listener, pki):
     client = client_tls_context(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key")
     with socket.create_connection(("127.0.0.1", tls_listener.port)):  # connects, never says hello
         assert echo("127.0.0.1", tls_listener.port, called_ae=AE_TITLE, tls=client, timeout=5) == 0
+
+
+def test_a_huge_announced_pdu_is_not_allocated_up_front(tmp_path):
+    """6 bytes claiming a 4 GiB A-ASSOCIATE-RQ, from anyone: the listener only keeps what arrives."""
+    import resource
+
+    with running_listener(tmp_path) as harness:
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+        with socket.create_connection(("127.0.0.1", harness.port)) as sock:
+            sock.sendall(b"\x01\x00\xff\xff\xff\xf0" + b"\x00" * 1000)
+        assert echo("127.0.0.1", harness.port, called_ae=AE_TITLE) == 0
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 256 * 1024
+

@@ -112,6 +112,8 @@ def test_tls_is_served_by_the_members(tmp_path, monkeypatch, pki):
         with pytest.raises(AssociationFailed):
             echo("127.0.0.1", port, called_ae=AE_TITLE, timeout=5)
         assert rows() == 2
+        # A failed handshake ends its connection before any association: it is still counted as closed.
+        wait_for(lambda: all(m["open"] == 0 for m in pool.processes), 10, "open connections to drop to 0")
 
 
 def test_a_killed_member_is_replaced(tmp_path, monkeypatch):

@@ -85,6 +85,18 @@ def test_a_dataset_truncated_mid_element_answers_c210(tmp_path):
         assert echo("127.0.0.1", harness.port, called_ae=AE_TITLE) == 0
 
 
+def test_a_large_pixel_data_cut_short_answers_a900(tmp_path):
+    """Pixel Data too large to be read while checking (it is only skipped) is still measured."""
+    from tests.factories import write
+
+    path = write(radiograph(size=512), tmp_path / "src")  # 512 KiB of Pixel Data
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    with running_listener(tmp_path) as harness:
+        assert send(harness, path) == [0xA900]
+        assert harness.files() == [] and harness.rows() == 0
+
+
 def test_same_bytes_twice_is_one_instance(tmp_path):
     ds = radiograph()
     with running_listener(tmp_path) as harness:
