@@ -55,6 +55,11 @@ class OutOfResources(DicomError):
 class InvalidDataset(DicomError):
     """The received dataset cannot be parsed or lacks what the listener needs."""
 
+    @classmethod
+    def unparsable(cls, exc: BaseException) -> "InvalidDataset":
+        """For a parser's failure: names its class only, as its message may quote a value."""
+        return cls(f"dataset could not be parsed ({type(exc).__name__})")
+
 
 class MissingAttribute(InvalidDataset):
     """A required attribute (named by keyword, never by value) is missing, empty or invalid."""

@@ -66,7 +66,7 @@ def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = N
     except InvalidDataset:
         raise
     except Exception as exc:  # pydicom raises many kinds while decoding a broken value
-        raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
+        raise InvalidDataset.unparsable(exc) from exc
 
 
 def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> NewInstance:
@@ -187,9 +187,12 @@ def _content_lock(data_dir: Path, hash_: str):
     and processes exclude each other alike, and a stripe shared by two different images only
     makes one wait for the other's commit.
     """
-    folder = data_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{hash_.partition(':')[2][:2]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = data_dir / "locks" / f"{hash_.partition(':')[2][:2]}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # the first instance ever: make the folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -103,12 +103,10 @@ class StoreHandler:
         syntax, sop_class = str(event.context.transfer_syntax), str(event.request.AffectedSOPClassUID)
         try:
             new = identify(_header(event), syntax, sop_class_uid=sop_class)
-        except InvalidDataset:
+        except Exception:
             # A large value identify needed was deferred (it cannot be read back from the
             # buffer), or the dataset is really broken: a whole parse tells which.
             new = identify(_parsed(event), syntax, sop_class_uid=sop_class)
-        except Exception as exc:
-            raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
         received = event.request.DataSet
         with received.getbuffer() as dataset_bytes:
             recorded = take_in((_file_head(event, new), dataset_bytes), new, data_dir=self.data_dir,
@@ -145,7 +143,7 @@ def _parsed(event: evt.Event) -> Dataset:
     try:
         return event.dataset
     except Exception as exc:
-        raise InvalidDataset(f"dataset could not be parsed ({type(exc).__name__})") from exc
+        raise InvalidDataset.unparsable(exc) from exc
 
 
 def _file_head(event: evt.Event, new: NewInstance) -> bytes:
@@ -191,6 +189,10 @@ class ListenerConfig:
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
+
+    def check_exposure(self) -> None:
+        """Raise ``AccessConfigError`` for a non-loopback address without an allow-list (unless allowed)."""
+        check_exposure(self.host, AccessPolicy(self.ae_title, self.allowed), allow_any=self.allow_any)
 
 
 class Listener:
@@ -243,7 +245,7 @@ class Listener:
         OSError
             The address cannot be bound.
         """
-        check_exposure(self.config.host, self.policy, allow_any=self.config.allow_any)
+        self.config.check_exposure()
         self._server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
                                             ssl_context=self.config.ssl_context, server_class=BulkReadServer)
         # As ``AE.start_server`` does: the AE shuts its servers down and the server

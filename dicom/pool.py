@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from dicom.access import AccessPolicy, check_exposure
 from dicom.listener import Listener, ListenerConfig
 
 log = logging.getLogger(__name__)
@@ -83,8 +82,7 @@ class ListenerPool:
         OSError
             The address cannot be bound, or a member did not start.
         """
-        check_exposure(self.config.host, AccessPolicy(self.config.ae_title, self.config.allowed),
-                       allow_any=self.config.allow_any)
+        self.config.check_exposure()
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         self._sock = socket.create_server(self.address, family=family, backlog=128)
         self._sock.settimeout(0.5)  # the accept loop checks for stop this often
@@ -256,7 +254,7 @@ def serve_member(listener: Listener, channel: socket.socket, *, drain_seconds: f
         address = (str(handed["address"][0]), int(handed["address"][1]))
         if handed["over_limit"]:
             listener.refuse_next_from(address)
-        server.serve(socket.socket(fileno=fds[0]), address)
+        server.process_request(socket.socket(fileno=fds[0]), address)
     deadline = time.monotonic() + drain_seconds
     while listener.active_associations() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -13,7 +13,6 @@ state machine, other PDUs, TLS) is pynetdicom's own; ``benchmarks/ingest.py`` me
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 import threading
 
@@ -171,7 +170,7 @@ class BulkReadServer(ThreadedAssociationServer):
 class HandedOverServer(BulkReadServer):
     """Serves connections accepted by another process (``dicom.pool``): it binds nothing.
 
-    ``serve(sock, address)`` runs one connection's association in its own thread, TLS
+    ``process_request(sock, address)`` runs one connection's association in its own thread, TLS
     handshake included, exactly as a connection accepted here would run; ``on_closed`` is
     called with the address exactly once when that connection is done, however it ended.
     """
@@ -192,9 +191,6 @@ class HandedOverServer(BulkReadServer):
         # No serve_forever loop runs here, so there is none to wait for.
         self.server_close()
         self.ae._servers.remove(self)
-
-    def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        self.process_request(sock, address)
 
     def track(self, assoc, client_address) -> None:
         """Note a connection's association as it is created, before it runs."""

@@ -59,6 +59,14 @@ def postgres_url():
     engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The test runs once on an SQLite file and once on a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def redis_prefix():
     """``(url, key_prefix)`` on the real Redis; every key under the prefix is removed afterwards."""

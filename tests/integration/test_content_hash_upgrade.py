@@ -5,36 +5,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 
-import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import select, text
 
 from db.ingest import IngestOutcome
 from db.models import Instance
-from db.session import _MIGRATIONS, make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, migrate
 from dicom.intake import identify, take_in
 from tests.factories import radiograph, write
 
 
-def _upgrade(engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def test_rows_hashed_with_sha256_survive_the_upgrade_and_a_resent_copy_is_a_duplicate(tmp_path, database_url):
     engine = make_engine(database_url)
-    _upgrade(engine, "0003")
+    migrate(engine, "0003")
     ds = radiograph()
     raw = write(ds, tmp_path / "in").read_bytes()
     new = identify(ds, str(ds.file_meta.TransferSyntaxUID))
@@ -52,7 +34,7 @@ def test_rows_hashed_with_sha256_survive_the_upgrade_and_a_resent_copy_is_a_dupl
             {"study_id": study_id, "series": new.series_instance_uid, "sop": new.sop_instance_uid,
              "cls": new.sop_class_uid, "ts": new.transfer_syntax_uid, "path": f"objects/{old_digest}.dcm",
              "sha": old_digest, "size": len(raw), "now": now})
-    _upgrade(engine, "head")
+    migrate(engine)
     sessions = make_session_factory(engine)
     with sessions() as session:
         assert session.scalar(select(Instance.content_hash)) == f"sha256:{old_digest}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
@@ -14,13 +13,6 @@ from tests.factories import radiograph
 from tests.integration.listener_harness import AE_TITLE, running_listener
 
 ASSOCIATIONS, PER_ASSOCIATION = 8, 50
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'concurrency.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def test_eight_concurrent_associations_of_fifty(tmp_path, database_url):
