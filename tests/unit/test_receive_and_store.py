@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import socket
 import threading
@@ -10,6 +12,7 @@ import types
 import blake3
 import pytest
 
+from dicom import direct_write
 from dicom.storage import content_hash, store_bytes
 from dicom.transport import BulkReadSocket, _pdv_items
 
@@ -52,6 +55,45 @@ def test_a_file_stored_from_pieces_is_the_pieces_joined(tmp_path):
     assert stored.relative_path.endswith(blake3.blake3(whole).hexdigest() + ".dcm")
     assert stored.size_bytes == len(whole) and stored.created
     assert not store_bytes(tmp_path, whole).created  # identical bytes, however they arrive, are one file
+
+
+@pytest.mark.parametrize("sizes", [(132, 5000, 3), (132, 16384), (132, 8192 * 3 + 1, 0, 77), (1,)])
+def test_pieces_crossing_write_chunks_are_stored_exactly(tmp_path, monkeypatch, sizes):
+    monkeypatch.setattr(direct_write, "CHUNK", 8192)  # so small files cross chunk and block boundaries
+    monkeypatch.setattr(direct_write, "_POOL", direct_write._ChunkPool())
+    parts = [bytes((i * 7 + n) % 251 for i in range(n)) for n in sizes]
+    stored = store_bytes(tmp_path, [parts[0], *map(memoryview, parts[1:])])
+    assert (tmp_path / stored.relative_path).read_bytes() == b"".join(parts)
+    assert stored.size_bytes == sum(sizes)
+
+
+def test_without_direct_io_the_file_is_written_through_the_page_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(direct_write, "_O_DIRECT", 0)  # a platform without O_DIRECT
+    stored = store_bytes(tmp_path, (b"head", b"dataset" * 3000))
+    assert (tmp_path / stored.relative_path).read_bytes() == b"head" + b"dataset" * 3000
+
+
+def test_a_filesystem_refusing_aligned_writes_gets_a_plain_write(tmp_path, monkeypatch):
+    written = []
+
+    def refuse(fd, parts, size):  # as a filesystem with stricter alignment: some bytes, then EINVAL
+        written.append(size)
+        os.write(fd, b"\x00" * direct_write.BLOCK)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(direct_write, "_write_direct", refuse)
+    stored = store_bytes(tmp_path, (b"head", b"dataset" * 3000))
+    assert written and (tmp_path / stored.relative_path).read_bytes() == b"head" + b"dataset" * 3000
+
+
+def test_a_failed_direct_write_leaves_no_file(tmp_path, monkeypatch):
+    def fail(fd, parts, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct_write, "_write_direct", fail)
+    with pytest.raises(OSError):
+        store_bytes(tmp_path, (b"head", b"dataset"))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
 def test_p_data_items_are_read_as_views_of_the_pdu():
