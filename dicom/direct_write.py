@@ -19,7 +19,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 # The alignment O_DIRECT needs on Linux: a multiple of the logical block size (512 or
 # 4096 bytes) for offsets, lengths and the buffer's address. A page covers both.
@@ -57,7 +57,7 @@ class _ChunkPool:
 _POOL = _ChunkPool()
 
 
-def write_file(fd: int, parts: Iterable[bytes | bytearray | memoryview], size: int) -> None:
+def write_file(fd: int, parts: Sequence[bytes | bytearray | memoryview], size: int) -> None:
     """Write ``parts`` (``size`` bytes in all) to the empty file ``fd``, bypassing the page
     cache where the filesystem allows. The caller still fsyncs."""
     if size and _set_direct(fd, True):
@@ -85,12 +85,11 @@ def _set_direct(fd: int, on: bool) -> bool:
     return True
 
 
-def _write_direct(fd: int, parts: Iterable[bytes | bytearray | memoryview], size: int) -> None:
+def _write_direct(fd: int, parts: Sequence[bytes | bytearray | memoryview], size: int) -> None:
     with _POOL.chunk() as chunk, memoryview(chunk) as out:
         filled = 0
         for part in parts:
-            with memoryview(part) as view:
-                view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+            with memoryview(part).cast("B") as view:
                 offset = 0
                 while offset < len(view):
                     count = min(len(view) - offset, CHUNK - filled)
