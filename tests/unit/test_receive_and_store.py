@@ -57,10 +57,11 @@ def test_a_file_stored_from_pieces_is_the_pieces_joined(tmp_path):
     assert not store_bytes(tmp_path, whole).created  # identical bytes, however they arrive, are one file
 
 
+@pytest.mark.parametrize("kept", [4, 0])  # 0: every write buffer is unmapped after use
 @pytest.mark.parametrize("sizes", [(132, 5000, 3), (132, 16384), (132, 8192 * 3 + 1, 0, 77), (1,)])
-def test_pieces_crossing_write_chunks_are_stored_exactly(tmp_path, monkeypatch, sizes):
+def test_pieces_crossing_write_chunks_are_stored_exactly(tmp_path, monkeypatch, sizes, kept):
     monkeypatch.setattr(direct_write, "CHUNK", 8192)  # so small files cross chunk and block boundaries
-    monkeypatch.setattr(direct_write, "_POOL", direct_write._ChunkPool())
+    monkeypatch.setattr(direct_write, "_POOL", direct_write._ChunkPool(keep=kept))
     parts = [bytes((i * 7 + n) % 251 for i in range(n)) for n in sizes]
     stored = store_bytes(tmp_path, [parts[0], *map(memoryview, parts[1:])])
     assert (tmp_path / stored.relative_path).read_bytes() == b"".join(parts)
