@@ -1,12 +1,14 @@
 """Writing a received file past the page cache (``O_DIRECT``), falling back to a plain write.
 
-On ext4 a buffered write of a 10 MB radiograph costs about 20 ms of CPU (page cache pages
-allocated and dirtied one by one, then written back by fsync), the largest single cost of
-taking an instance in. Written with ``O_DIRECT`` from a reused, page-aligned buffer the
-same file costs about 2 ms: the device reads the buffer, and fsync is left with the
-metadata and the cache flush, so the file is as durable as before
-(``benchmarks/ingest.py``). The pieces are copied into the buffer a chunk at a time, so
-memory stays a few chunks per process however large the file.
+A buffered write puts every new file into the page cache, which nothing here reads again,
+so each 10 MB radiograph takes 2,500 new pages. On a virtual machine those are mostly
+memory the guest has not touched lately, and storing one cost 16-20 ms of CPU, the largest
+single cost of taking an instance in; written with ``O_DIRECT`` from a reused, page-aligned
+buffer the same file cost 7 ms, hash included (``benchmarks/store.py``), and the whole
+listener half the machine's CPU per instance (``benchmarks/ingest.py``). The device reads
+the buffer and fsync is left with the metadata and the cache flush, so the file is as
+durable as before. The pieces are copied into the buffer a chunk at a time, so memory stays
+a few chunks per process however large the file.
 
 Filesystems or platforms without ``O_DIRECT`` get the plain buffered write.
 """

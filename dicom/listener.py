@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -271,11 +272,11 @@ class Listener:
         server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
                                       ssl_context=self.config.ssl_context, server_class=HandedOverServer)
         server.on_closed = closed
-        # The pool enforces the limit across members (``refuse_next_from``). pynetdicom's own
-        # count still includes an association whose connection has closed while its thread
-        # finishes, so at the pool's limit it would refuse a connection the pool rightly
-        # admitted; it stays only as a backstop.
-        self._ae.maximum_associations = 2 * self.config.max_associations
+        # A member admits what the pool admits: the pool's count (``refuse_next_from``) ends
+        # with each connection, while pynetdicom's lasts as long as the association's thread,
+        # which can outlive its connection by the ACSE timeout (a failed TLS handshake leaves
+        # it waiting for an A-ASSOCIATE-RQ) and would refuse connections the pool let in.
+        self._ae.maximum_associations = sys.maxsize
         server.bind(evt.EVT_CONN_CLOSE, lambda event: server.closed(event.assoc))
         self._ae._servers.append(server)
         self._server = server

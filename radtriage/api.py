@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import html
+import secrets
 from collections.abc import Callable
 from typing import Any
-
-import secrets
 
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer

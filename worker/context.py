@@ -6,6 +6,7 @@ uses them (STACK.md: running a TF/torch op in a parent hangs prefork children).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -54,7 +55,6 @@ class WorkerContext:
         self._policy = None
         self._triager = _LoadOnce(self._load_triager)
         self._drafter = _LoadOnce(self._load_drafter)
-        self._drafts_missing: tuple[str | None] | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -82,9 +82,11 @@ class WorkerContext:
 
     def drafts_enabled(self) -> bool:
         """Whether MedGemma weights are present; looked up once per process, not per study."""
-        if self._drafts_missing is None:
-            self._drafts_missing = (medgemma_missing(self.settings.medgemma_model),)
-        return self._drafts_missing[0] is None
+        return self._drafts_missing is None
+
+    @functools.cached_property
+    def _drafts_missing(self) -> str | None:
+        return medgemma_missing(self.settings.medgemma_model)
 
     def _load_triager(self) -> tuple:
         from scoring.backends import EmbedderConfig, missing_for  # embedder choice: settings.embedder

@@ -116,6 +116,24 @@ def test_tls_is_served_by_the_members(tmp_path, monkeypatch, pki):
         wait_for(lambda: all(m["open"] == 0 for m in pool.processes), 10, "open connections to drop to 0")
 
 
+def test_failed_tls_handshakes_do_not_hold_association_slots(tmp_path, monkeypatch, pki):
+    """A connection that fails its handshake is gone, though pynetdicom's association thread
+    waits out the ACSE timeout: the pool's limit, not that thread, decides what is admitted."""
+    tls = {"RADTRIAGE_DICOM_TLS_CERT": str(pki / "server.pem"), "RADTRIAGE_DICOM_TLS_KEY": str(pki / "server.key"),
+           "RADTRIAGE_DICOM_TLS_CA": str(pki / "ca.pem"), "RADTRIAGE_DICOM_TLS_REQUIRE_CLIENT_CERT": "1",
+           "RADTRIAGE_DICOM_MAX_ASSOCIATIONS": "1", "RADTRIAGE_DICOM_ACSE_TIMEOUT": "5"}  # outlives the test, not stop()
+    with running_pool(tmp_path, monkeypatch, **tls) as (pool, rows):
+        port = pool.address[1]
+        for _ in range(3):
+            with pytest.raises(AssociationFailed):
+                echo("127.0.0.1", port, called_ae=AE_TITLE, timeout=5)
+            wait_for(lambda: all(m["open"] == 0 for m in pool.processes), 10, "the failed connection to count as closed")
+        client = client_tls_context(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key")
+        for _ in range(2):
+            assert send_datasets("127.0.0.1", port, AE_TITLE, "TLSSCU", [radiograph()], client) == [0]
+        assert rows() == 2
+
+
 def test_a_killed_member_is_replaced(tmp_path, monkeypatch):
     with running_pool(tmp_path, monkeypatch) as (pool, rows):
         port = pool.address[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import queue
 import socket
@@ -15,6 +16,7 @@ import pytest
 from dicom import direct_write
 from dicom.storage import content_hash, store_bytes
 from dicom.transport import BulkReadSocket, _pdv_items
+from tests.conftest import need
 
 
 def _bulk_socket(sock: socket.socket) -> BulkReadSocket:
@@ -66,6 +68,39 @@ def test_pieces_crossing_write_chunks_are_stored_exactly(tmp_path, monkeypatch, 
     stored = store_bytes(tmp_path, [parts[0], *map(memoryview, parts[1:])])
     assert (tmp_path / stored.relative_path).read_bytes() == b"".join(parts)
     assert stored.size_bytes == sum(sizes)
+
+
+def _supports_direct_io(folder) -> bool:
+    fd = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        return direct_write._set_direct(fd, True)
+    finally:
+        os.close(fd)
+        os.unlink(folder / "probe")
+
+
+def test_files_bypass_the_page_cache_where_the_filesystem_allows(tmp_path, monkeypatch):
+    need(_supports_direct_io(tmp_path), "a filesystem with O_DIRECT for the tests' temporary files")
+    flags = []
+    write_direct = direct_write._write_direct
+
+    def spy(fd, parts, size):
+        flags.append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        write_direct(fd, parts, size)
+
+    monkeypatch.setattr(direct_write, "_write_direct", spy)
+    stored = store_bytes(tmp_path, (b"head", b"dataset" * 3000))
+    assert flags and all(flags), "written through the page cache"
+    assert (tmp_path / stored.relative_path).read_bytes() == b"head" + b"dataset" * 3000
+
+
+def test_the_last_block_carries_no_bytes_of_an_earlier_file(tmp_path, monkeypatch):
+    need(_supports_direct_io(tmp_path), "a filesystem with O_DIRECT for the tests' temporary files")
+    monkeypatch.setattr(direct_write, "_POOL", direct_write._ChunkPool(keep=1))  # the same buffer both times
+    store_bytes(tmp_path, b"\xff" * 3 * direct_write.BLOCK)  # an earlier image leaves the buffer full of 0xFF
+    monkeypatch.setattr(direct_write.os, "ftruncate", lambda fd, size: None)  # keep the whole last block
+    stored = store_bytes(tmp_path, b"\x01" * 100)
+    assert (tmp_path / stored.relative_path).read_bytes() == b"\x01" * 100 + bytes(direct_write.BLOCK - 100)
 
 
 def test_without_direct_io_the_file_is_written_through_the_page_cache(tmp_path, monkeypatch):
