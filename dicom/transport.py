@@ -69,10 +69,10 @@ class PDataViewDUL(DULServiceProvider):
             header = self.socket.recv(6)
         except OSError as exc:
             log.warning("connection closed before a PDU header (%s)", type(exc).__name__)
-            self.event_queue.put("Evt17")
+            self._connection_closed()
             return
         if len(header) < 6:
-            self.event_queue.put("Evt17")
+            self._connection_closed()
             return
         pdu_type, length = header[0], int.from_bytes(header[2:6], "big")
         if pdu_type not in _PDU_TYPES:
@@ -83,11 +83,11 @@ class PDataViewDUL(DULServiceProvider):
             pdu, received = self._receive_body(header, length)
         except OSError as exc:
             log.warning("connection closed in the middle of a PDU (%s)", type(exc).__name__)
-            self.event_queue.put("Evt17")
+            self._connection_closed()
             return
         if received < length:
             log.warning("connection closed in the middle of a PDU (%d of %d bytes)", received, length)
-            self.event_queue.put("Evt17")
+            self._connection_closed()
             return
         try:
             decoded, event = self._decode_pdu(pdu)
@@ -97,6 +97,14 @@ class PDataViewDUL(DULServiceProvider):
             return
         self.event_queue.put(event)
         self._recv_pdu.put(decoded)
+
+    def _connection_closed(self) -> None:
+        self.event_queue.put("Evt17")
+        if self.state_machine.current_state == "Sta2":
+            # Closed before asking for an association (a port probe, a failed TLS handshake):
+            # the acceptor waiting for the A-ASSOCIATE-RQ gets its "nothing came" at once
+            # instead of after the ACSE timeout, and with it the association limit's slot.
+            self.to_user_queue.put(None)
 
     def _receive_body(self, header: bytes, length: int) -> tuple[bytearray, int]:
         """The PDU (header included) and how many body bytes arrived.

@@ -86,6 +86,19 @@ def test_association_limit(tmp_path):
         assert "association_limit" in harness.refusals
 
 
+def test_a_connection_closed_before_any_request_frees_its_slot_at_once(tmp_path):
+    """Port probes (a load balancer's TCP check) connect and close: none may hold a slot of
+    the association limit, or its listening thread, until the ACSE timeout."""
+    with running_listener(tmp_path, max_associations=1) as harness:
+        for _ in range(3):
+            socket.create_connection(("127.0.0.1", harness.port)).close()
+        deadline = time.monotonic() + 3  # far below the 30 s ACSE timeout
+        while harness.listener.active_associations():
+            assert time.monotonic() < deadline, "a probe's association thread waits out the ACSE timeout"
+            time.sleep(0.05)
+        assert echo("127.0.0.1", harness.port, called_ae=AE_TITLE) == 0
+
+
 # --- TLS -----------------------------------------------------------------------------
 
 @pytest.fixture
