@@ -39,7 +39,12 @@ def build(tiny: bool, device: str, new_tokens: int, bf16: bool = False):
     from transformers import Gemma3ForConditionalGeneration
 
     from scoring.medgemma import MedGemmaDrafter
-    from tests.standins_medgemma import build_processor, full_config, reinit_projector, tiny_config
+    from tests.standins_medgemma import (
+        build_processor,
+        full_config,
+        reinit_projector,
+        tiny_config,
+    )
 
     if tiny:
         processor = build_processor(image_size=224, mm_tokens_per_image=16)

@@ -12,9 +12,8 @@ import datetime as dt
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Event, OutboxMessage, Study, StudyStatus, as_utc, utcnow
-
-TRIAGE_TASK = "triage"
+from common import EventStage, Queue, StudyStatus
+from db.models import Event, OutboxMessage, Study, as_utc, utcnow
 
 
 def complete_quiet_studies(session: Session, *, stable_seconds: float, grace_seconds: float | None = None,
@@ -48,10 +47,10 @@ def complete_quiet_studies(session: Session, *, stable_seconds: float, grace_sec
         study.completed_at = now
         session.add(
             OutboxMessage(
-                task=TRIAGE_TASK, study_id=study.id, revision=study.revision, priority_rank=study.priority_rank
+                task=Queue.TRIAGE, study_id=study.id, revision=study.revision, priority_rank=study.priority_rank
             )
         )
-        session.add(Event(study_id=study.id, stage="complete", detail=f"revision {study.revision}, {rule}"))
+        session.add(Event(study_id=study.id, stage=EventStage.COMPLETE, detail=f"revision {study.revision}, {rule}"))
     session.commit()
     return [study.id for study in studies]
 

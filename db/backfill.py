@@ -7,7 +7,8 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Event, Study, StudyStatus, utcnow
+from common import EventStage, StudyStatus
+from db.models import Event, Study, utcnow
 
 
 def complete_for_backfill(session: Session, *, study_ids: list[int], now: dt.datetime | None = None) -> list[int]:
@@ -21,7 +22,7 @@ def complete_for_backfill(session: Session, *, study_ids: list[int], now: dt.dat
         if study.status == StudyStatus.RECEIVING:
             study.move_to(StudyStatus.QUEUED, now)
             study.completed_at = now
-            session.add(Event(study_id=study.id, stage="complete", detail=f"revision {study.revision}, backfill"))
+            session.add(Event(study_id=study.id, stage=EventStage.COMPLETE, detail=f"revision {study.revision}, backfill"))
         if study.status == StudyStatus.QUEUED:
             waiting.append((study.id, study.revision))
     session.commit()

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Draft, DraftStatus, Event, Score, Study, StudyStatus, utcnow
+from common import DraftStatus, EventStage, ExportStatus, Priority, StudyStatus
+from db.models import Draft, Event, Score, Study, utcnow
 from db.triage import InstanceInfo, instance_infos
 
 
@@ -57,7 +58,7 @@ def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime |
     for study in studies:
         study.move_draft_to(DraftStatus.DRAFTING, now)
         study.draft_claimed_by = worker
-        session.add(Event(study_id=study.id, stage="drafting", detail=f"revision {study.revision}"))
+        session.add(Event(study_id=study.id, stage=EventStage.DRAFTING, detail=f"revision {study.revision}"))
         jobs.append(DraftJob(study.id, study.revision, study.priority, study.urgency_score,
                              instance_infos(study), study_scores(session, study)))
     session.commit()
@@ -87,16 +88,14 @@ def record_draft(session: Session, *, study_id: int, revision: int, draft: Draft
         session.rollback()
         return False
     session.add(Draft(study_id=study_id, revision=revision, **dataclasses.asdict(draft),
-                      sr_status="pending" if export else None))
+                      sr_status=ExportStatus.PENDING if export else None))
     if escalation is not None:
-        from scoring.priority import Priority
-
         raised = Priority.most_urgent(study.priority, escalation[0])
         if raised.value != study.priority:
-            study.priority, study.priority_rank = raised.value, raised.rank
+            study.set_priority(raised)
             study.reasons = list(study.reasons or []) + list(escalation[1])
     study.move_draft_to(DraftStatus.DRAFTED)
-    session.add(Event(study_id=study_id, stage="drafted", detail=f"revision {revision}"))
+    session.add(Event(study_id=study_id, stage=EventStage.DRAFTED, detail=f"revision {revision}"))
     session.commit()
     return True
 
@@ -113,7 +112,7 @@ def record_draft_failure(session: Session, *, study_id: int, revision: int, reas
     study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
     if study is not None and study.revision == revision and study.draft_status == DraftStatus.DRAFTING:
         study.move_draft_to(DraftStatus.FAILED)
-        session.add(Event(study_id=study_id, stage="draft failed", detail=reason))
+        session.add(Event(study_id=study_id, stage=EventStage.DRAFT_FAILED, detail=reason))
     session.commit()
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common import EventStage, ExportStatus
 from db.drafts import study_scores
 from db.models import Draft, Event, Study, utcnow
 from db.triage import instance_infos
@@ -35,7 +36,7 @@ def due(session: Session, *, limit: int = 20, now: dt.datetime | None = None) ->
     rows = session.execute(
         select(Draft, Study)
         .join(Study, Study.id == Draft.study_id)
-        .where(Draft.sr_status == "pending", (Draft.sr_next_attempt_at.is_(None)) | (Draft.sr_next_attempt_at <= now))
+        .where(Draft.sr_status == ExportStatus.PENDING, (Draft.sr_next_attempt_at.is_(None)) | (Draft.sr_next_attempt_at <= now))
         .order_by(Study.priority_rank.desc(), Draft.id)
         .limit(limit)
     ).all()
@@ -49,11 +50,17 @@ def due(session: Session, *, limit: int = 20, now: dt.datetime | None = None) ->
     ]
 
 
-def mark(session: Session, *, draft_id: int, status: str, detail: str, retry_at: dt.datetime | None = None) -> None:
-    """Record an attempt: ``sent``, ``failed`` (final) or ``pending`` again at ``retry_at``."""
+_STAGES = {ExportStatus.PENDING: EventStage.SR_PENDING, ExportStatus.SENT: EventStage.SR_SENT,
+           ExportStatus.FAILED: EventStage.SR_FAILED}
+
+
+def mark(session: Session, *, draft_id: int, status: ExportStatus, detail: str,
+         retry_at: dt.datetime | None = None) -> None:
+    """Record an attempt: ``SENT``, ``FAILED`` (final) or ``PENDING`` again at ``retry_at``."""
+    status = ExportStatus(status)
     draft = session.get(Draft, draft_id)
     draft.sr_status = status
     draft.sr_attempts += 1
     draft.sr_next_attempt_at = retry_at
-    session.add(Event(study_id=draft.study_id, stage=f"sr {status}", detail=detail))
+    session.add(Event(study_id=draft.study_id, stage=_STAGES[status], detail=detail))
     session.commit()

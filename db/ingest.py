@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import DraftStatus, Event, Instance, Study, StudyStatus, utcnow
+from common import DraftStatus, EventStage, Priority, StudyStatus
+from db.models import Event, Instance, Study, utcnow
 from dicom.completeness import StudyViews, View, views_complete
-from scoring.priority import Priority
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,8 +91,6 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             study_instance_uid=new.study_instance_uid,
             accession_number=new.accession_number,
             ordered_priority=new.ordered_priority.value,
-            priority=new.ordered_priority.value,
-            priority_rank=new.ordered_priority.rank,
             status=StudyStatus.RECEIVING,
             state_changed_at=now,
             reasons=[],
@@ -100,12 +98,13 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             received_at=now,
             last_instance_at=now,
         )
+        study.set_priority(new.ordered_priority)
         session.add(study)
     else:
         study.last_instance_at = now
         ordered = Priority.most_urgent(study.ordered_priority, new.ordered_priority)
-        priority = Priority.most_urgent(study.priority, ordered)
-        study.ordered_priority, study.priority, study.priority_rank = ordered.value, priority.value, priority.rank
+        study.ordered_priority = ordered.value
+        study.set_priority(Priority.most_urgent(study.priority, ordered))
         if study.accession_number is None:
             study.accession_number = new.accession_number
         if study.status != StudyStatus.RECEIVING:
@@ -116,7 +115,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             if study.draft_status in (DraftStatus.QUEUED, DraftStatus.DRAFTING):
                 # The draft belongs to the revision being replaced: the new one queues its own.
                 study.move_draft_to(None, now)
-            session.add(Event(study_id=study.id, stage="reopened", detail=f"revision {study.revision}"))
+            session.add(Event(study_id=study.id, stage=EventStage.REOPENED, detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 
     _count_views(study, new, seen=any(study_id == study.id for study_id, _hash in earlier))

@@ -6,9 +6,21 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, false,
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from common import DraftStatus, Priority, StudyStatus
 
 UID = String(64)
 
@@ -24,26 +36,6 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 class Base(DeclarativeBase):
     pass
-
-
-class StudyStatus:
-    """Where a study is in the flow; the worklist shows all of them."""
-
-    RECEIVING = "receiving"  # images arriving, quiet timer running
-    QUEUED = "queued"  # complete, triage task waiting
-    TRIAGING = "triaging"
-    TRIAGED = "triaged"
-    FAILED = "failed"
-
-
-class DraftStatus:
-    """Where a study's MedGemma draft is; ``None`` until triage decides."""
-
-    DISABLED = "disabled"  # no MedGemma weights: drafts are off
-    QUEUED = "queued"
-    DRAFTING = "drafting"
-    DRAFTED = "drafted"
-    FAILED = "failed"
 
 
 class Study(Base):
@@ -82,12 +74,18 @@ class Study(Base):
 
     instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
 
-    def move_to(self, status: str, now: dt.datetime | None = None) -> None:
+    def set_priority(self, priority: Priority | str) -> Priority:
+        """Set the priority and the rank the worklist and the queues order by, together."""
+        priority = Priority(priority)
+        self.priority, self.priority_rank = priority.value, priority.rank
+        return priority
+
+    def move_to(self, status: StudyStatus, now: dt.datetime | None = None) -> None:
         """Change ``status`` and stamp when, for the reconciliation sweep."""
         self.status = status
         self.state_changed_at = now or utcnow()
 
-    def move_draft_to(self, status: str | None, now: dt.datetime | None = None) -> None:
+    def move_draft_to(self, status: DraftStatus | None, now: dt.datetime | None = None) -> None:
         self.draft_status = status
         self.draft_changed_at = now or utcnow()
 
@@ -180,7 +178,7 @@ class Draft(Base):
     batch_size: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Export of the draft as a DICOM SR to the configured destination.
-    sr_status: Mapped[str | None] = mapped_column(String(16))  # pending, sent, failed; None: no destination
+    sr_status: Mapped[str | None] = mapped_column(String(16))  # an ExportStatus; None: no destination
     sr_attempts: Mapped[int] = mapped_column(Integer, default=0)
     sr_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -17,10 +17,9 @@ import datetime as dt
 from sqlalchemy import and_, exists, select, true
 from sqlalchemy.orm import Session
 
-from db.assembly import TRIAGE_TASK
+from common import DraftStatus, EventStage, Queue, StudyStatus
 from db.heartbeats import fresh_names
-from db.models import DraftStatus, Event, OutboxMessage, Study, StudyStatus, utcnow
-from db.triage import DRAFT_TASK
+from db.models import Event, OutboxMessage, Study, utcnow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,7 +33,7 @@ class Redriven:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Stage:
-    task: str
+    task: Queue
     status: object  # the Study column holding this stage's state
     changed: object
     claimed_by: object
@@ -42,9 +41,9 @@ class _Stage:
     queued: str
 
 
-_TRIAGE = _Stage(TRIAGE_TASK, Study.status, Study.state_changed_at, Study.claimed_by,
+_TRIAGE = _Stage(Queue.TRIAGE, Study.status, Study.state_changed_at, Study.claimed_by,
                  StudyStatus.TRIAGING, StudyStatus.QUEUED)
-_DRAFT = _Stage(DRAFT_TASK, Study.draft_status, Study.draft_changed_at, Study.draft_claimed_by,
+_DRAFT = _Stage(Queue.DRAFT, Study.draft_status, Study.draft_changed_at, Study.draft_claimed_by,
                 DraftStatus.DRAFTING, DraftStatus.QUEUED)
 
 
@@ -91,7 +90,7 @@ def _redrive(session: Session, stage: _Stage, alive: set[str], running_timeout: 
             study.move_draft_to(stage.queued, now)
         session.add(OutboxMessage(task=stage.task, study_id=study.id, revision=study.revision,
                                   priority_rank=study.priority_rank))
-        session.add(Event(study_id=study.id, stage="redriven", detail=f"{stage.task}: was {was}"))
+        session.add(Event(study_id=study.id, stage=EventStage.REDRIVEN, detail=f"{stage.task}: was {was}"))
     return [study.id for study in stuck]
 
 

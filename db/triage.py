@@ -9,10 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import DraftStatus, Event, OutboxMessage, Score, Study, StudyStatus, utcnow
-from scoring.priority import Priority
-
-DRAFT_TASK = "draft"
+from common import DraftStatus, EventStage, Priority, Queue, StudyStatus
+from db.models import Event, OutboxMessage, Score, Study, utcnow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,13 +75,13 @@ def claim(
         reason = f"gave up after {study.attempts} attempts"
         study.move_to(StudyStatus.FAILED)
         study.reasons = [f"triage failed: {reason}"]
-        session.add(Event(study_id=study.id, stage="failed", detail=reason))
+        session.add(Event(study_id=study.id, stage=EventStage.FAILED, detail=reason))
         session.commit()
         return None
     study.move_to(StudyStatus.TRIAGING)
     study.claimed_by = worker
     study.attempts += 1
-    session.add(Event(study_id=study.id, stage="triaging", detail=f"revision {revision}, attempt {study.attempts}"))
+    session.add(Event(study_id=study.id, stage=EventStage.TRIAGING, detail=f"revision {revision}, attempt {study.attempts}"))
     snapshot = StudyForTriage(
         study.id, study.revision, Priority(study.ordered_priority), instance_infos(study)
     )
@@ -99,7 +97,7 @@ def release(session: Session, *, study_id: int, revision: int, worker: str, reas
         session.rollback()
         return False
     study.move_to(StudyStatus.QUEUED)
-    session.add(Event(study_id=study.id, stage="retry", detail=reason))
+    session.add(Event(study_id=study.id, stage=EventStage.RETRY, detail=reason))
     session.commit()
     return True
 
@@ -125,8 +123,7 @@ def record_result(
         return False
     now = now or utcnow()
     # The order is the floor whatever the caller computed.
-    final = Priority.most_urgent(study.ordered_priority, priority)
-    study.priority, study.priority_rank = final.value, final.rank
+    final = study.set_priority(Priority.most_urgent(study.ordered_priority, priority))
     study.urgency_score = urgency_score
     study.reasons = list(reasons)
     study.move_to(StudyStatus.TRIAGED, now)
@@ -144,10 +141,10 @@ def record_result(
         )
     if draft:
         study.move_draft_to(DraftStatus.QUEUED, now)
-        session.add(OutboxMessage(task=DRAFT_TASK, study_id=study.id, revision=revision, priority_rank=final.rank))
+        session.add(OutboxMessage(task=Queue.DRAFT, study_id=study.id, revision=revision, priority_rank=final.rank))
     else:
         study.move_draft_to(DraftStatus.DISABLED, now)
-    session.add(Event(study_id=study.id, stage="triaged", detail=f"revision {revision}, {final.value}"))
+    session.add(Event(study_id=study.id, stage=EventStage.TRIAGED, detail=f"revision {revision}, {final.value}"))
     session.commit()
     return True
 
@@ -159,6 +156,6 @@ def record_failure(session: Session, *, study_id: int, revision: int, reason: st
         return False
     study.move_to(StudyStatus.FAILED)
     study.reasons = [f"triage failed: {reason}"]
-    session.add(Event(study_id=study.id, stage="failed", detail=reason))
+    session.add(Event(study_id=study.id, stage=EventStage.FAILED, detail=reason))
     session.commit()
     return True

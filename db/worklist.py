@@ -15,11 +15,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
+from common import DraftStatus, Priority, StudyStatus
 from db.drafts import as_item
-from db.models import Draft, DraftStatus, Instance, Study, StudyStatus, as_utc, utcnow
-from scoring.priority import Priority
-
-_BY_RANK = {p.rank: p for p in Priority}
+from db.models import Draft, Instance, Study, as_utc, utcnow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,7 +85,7 @@ def _item(study: Study, instance_count: int, effective_rank: int, draft: dict[st
     return {
         "study_instance_uid": study.study_instance_uid,
         "accession_number": study.accession_number,
-        "priority": _BY_RANK[effective_rank].value,
+        "priority": Priority.of_rank(effective_rank).value,
         "escalated": escalated,
         "ordered_priority": study.ordered_priority,
         "urgency_score": study.urgency_score,

@@ -24,17 +24,12 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.dsutils import encode_file_meta
-from pynetdicom.sop_class import (
-    ComputedRadiographyImageStorage,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    SecondaryCaptureImageStorage,
-    Verification,
-)
+from pynetdicom.sop_class import Verification
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import ACCEPTED_SOP_CLASSES
 from db.ingest import NewInstance
 from dicom import status
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
@@ -43,13 +38,6 @@ from dicom.intake import identify, take_in
 from dicom.transport import BulkReadServer, HandedOverServer
 
 log = logging.getLogger(__name__)
-
-STORAGE_SOP_CLASSES = (
-    ComputedRadiographyImageStorage,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    SecondaryCaptureImageStorage,
-)
 
 # A-ASSOCIATE-RJ (result, source, diagnostic) for each refusal: permanent, by the service
 # user, "calling AE title not recognised" / "called AE title not recognised" (PS3.8 9.3.4).
@@ -182,7 +170,7 @@ class ListenerConfig:
     ae_title: str
     host: str
     port: int
-    accepted_sop_classes: tuple[str, ...] = tuple(str(c) for c in STORAGE_SOP_CLASSES)
+    accepted_sop_classes: tuple[str, ...] = ACCEPTED_SOP_CLASSES
     allowed: tuple[AllowedPeer, ...] = ()
     allow_any: bool = False
     ssl_context: ssl.SSLContext | None = None

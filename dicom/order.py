@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydicom import Dataset
 
-from scoring.priority import Priority
+from common import Priority
 
 # Requested Procedure Priority (0040,1003): STAT, HIGH, ROUTINE, MEDIUM, LOW.
 # Study Priority ID (0032,000C, retired but still sent): free text, commonly HIGH/MED/LOW.

@@ -15,19 +15,13 @@ from typing import Any
 
 from pydicom.uid import UID
 
+from common import RADIOGRAPH_SOP_CLASSES, SECONDARY_CAPTURE
+
 FRONTAL_VIEWS = frozenset({"PA", "AP"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "RLD", "LLD"})
 # BodyPartExamined values that are (or may be) a chest; empty is common on chest exports.
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "PORT CHEST"})
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
-RADIOGRAPH_SOP_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
-    "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
-    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
-})
-# Secondary capture is how many archives (and the NIH/SIIM chest sets) carry radiographs;
-# it is accepted only when its Modality says CR or DX.
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

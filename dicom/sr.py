@@ -30,8 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from scoring.draft_prompt import DISCLAIMER
-from scoring.priority import Priority
+from common import DISCLAIMER, Priority
 
 __all__ = ["DEFAULT_SERIES_NUMBER", "DraftLike", "build_draft_sr", "draft_sr_uids"]
 

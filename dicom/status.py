@@ -31,7 +31,12 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute, OutOfResources
+from dicom.errors import (
+    DatasetMismatch,
+    InvalidDataset,
+    MissingAttribute,
+    OutOfResources,
+)
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700

@@ -128,7 +128,8 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
 @_config_option
 def migrate(config_file: str | None) -> None:
     """Create or upgrade the worklist database schema."""
-    from db.session import make_engine, migrate as run_migrations
+    from db.session import make_engine
+    from db.session import migrate as run_migrations
 
     run_migrations(make_engine(_settings(config_file).effective_database_url))
     click.echo("database is at the newest schema")

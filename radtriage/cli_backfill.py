@@ -17,7 +17,14 @@ import click
 def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, config_file: str | None) -> None:
     """Triage existing DICOM files as if the PACS had pushed them (resumable)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from db.session import make_engine, migrate
     from radtriage.cli import _settings

@@ -177,7 +177,8 @@ def _heads_dir(settings: Settings, override: Path | None) -> Path:
 
 def _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_embeddings):
     """The label table and an embedding for every labelled image that has one."""
-    from scoring.probe_data import load_embeddings, read_labels, save_embeddings as save
+    from scoring.probe_data import load_embeddings, read_labels
+    from scoring.probe_data import save_embeddings as save
 
     if (embeddings is None) == (dicom is None):
         raise click.UsageError("give exactly one of --embeddings or --dicom")

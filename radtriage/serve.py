@@ -16,8 +16,8 @@ from db.outbox import count_pending
 from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
-from dicom.assembler import Assembler
 from dicom.access import is_loopback
+from dicom.assembler import Assembler
 from dicom.errors import AccessConfigError
 from dicom.pool import ListenerPool
 from radtriage import health, metrics

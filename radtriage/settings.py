@@ -11,7 +11,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from common import ACCEPTED_SOP_CLASSES
 
 CONFIG_ENV = "RADTRIAGE_CONFIG"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII minus backslash
@@ -35,7 +41,7 @@ class Settings(BaseSettings):
     dicom_allowed_aes: str = Field("", description="Calling AE titles allowed to associate, comma-separated, each TITLE or TITLE@HOST (address, network such as 10.0.0.0/24, or name); empty: any caller")
     dicom_allow_any: bool = Field(False, description="Let a listener on a non-loopback address start without an allow-list (any sender on the network may store)")
     dicom_accepted_sop_classes: str = Field(
-        "1.2.840.10008.5.1.4.1.1.1,1.2.840.10008.5.1.4.1.1.1.1,1.2.840.10008.5.1.4.1.1.1.1.1,1.2.840.10008.5.1.4.1.1.7",
+        ",".join(ACCEPTED_SOP_CLASSES),
         description="Storage SOP class UIDs the listener accepts, comma-separated (default: CR, DX for presentation and for processing, Secondary Capture); others are refused at negotiation",
     )
     dicom_listener_processes: int = Field(0, ge=0, le=64, description="Listener processes sharing the DICOM port (each serves whole associations); 1: one process, threads only; 0: one per CPU core, at most 8")

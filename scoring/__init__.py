@@ -8,7 +8,6 @@ from scoring.cxr_foundation import CxrFoundation, missing_parts
 from scoring.embedding import ImageEmbedding
 from scoring.errors import ModelUnavailable, PolicyError, ScoringError
 from scoring.heads import FindingScores, HeadSet
-from scoring.priority import Priority
 from scoring.trained_heads import TrainedHead, load_heads
 from scoring.triage import Triager, build_triager
 from scoring.urgency import Assessment, Policy, assess, load_policy
@@ -22,7 +21,6 @@ __all__ = [
     "ModelUnavailable",
     "Policy",
     "PolicyError",
-    "Priority",
     "ScoringError",
     "TrainedHead",
     "Triager",

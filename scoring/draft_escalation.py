@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from scoring.priority import Priority
+from common import Priority
 
 if TYPE_CHECKING:  # pragma: no cover
     from scoring.urgency import Policy

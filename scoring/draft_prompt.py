@@ -1,4 +1,4 @@
-"""The versioned MedGemma draft prompt, the parser of its answer and the UNVERIFIED disclaimer.
+"""The versioned MedGemma draft prompt and the parser of its answer.
 
 Pure text: no torch, no DICOM. The prompt version is stored with every draft, so a change
 to :data:`SYSTEM_PROMPT`, :data:`INSTRUCTION` or :func:`build_messages` must bump
@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from common import DISCLAIMER
+
 __all__ = [
-    "DISCLAIMER",
     "PROMPT_VERSION",
     "ReportSections",
     "build_messages",
@@ -22,11 +23,6 @@ __all__ = [
 
 PROMPT_VERSION = "cxr-findings-v1"
 
-# Shown above every draft a human reads (worklist, API, SR); never removed.
-DISCLAIMER = (
-    "UNVERIFIED AI DRAFT - for research use only. Generated automatically, not reviewed "
-    "by a radiologist; not a diagnosis."
-)
 
 SYSTEM_PROMPT = "You are an expert radiologist."
 INSTRUCTION = (

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scoring.draft_prompt import DISCLAIMER, PROMPT_VERSION, build_messages, parse_report, render_report
+from common import DISCLAIMER
+from scoring.draft_prompt import (
+    PROMPT_VERSION,
+    build_messages,
+    parse_report,
+    render_report,
+)
 from scoring.errors import ModelUnavailable, ScoringError
 
 __all__ = ["DEFAULT_MODEL", "Draft", "MedGemmaDrafter", "missing_model"]

@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scoring.draft_escalation import CriticalTerm, escalate_from_draft, parse_drafts_table
+from common import Priority
+from scoring.draft_escalation import (
+    CriticalTerm,
+    escalate_from_draft,
+    parse_drafts_table,
+)
 from scoring.errors import PolicyError, ScoringError
 from scoring.heads import Finding, FindingScores
-from scoring.priority import Priority
 
 __all__ = [
     "DEFAULT_POLICY_PATH", "Assessment", "CriticalTerm", "FindingRule", "Policy", "assess",

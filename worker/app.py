@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from celery import Celery
 
+from common import Queue
 from radtriage.settings import Settings
 from worker import embedded_broker
 
-TRIAGE_QUEUE = "triage"
-TRIAGE_TASK = "radtriage.triage"
-DRAFT_QUEUE = "draft"
-DRAFT_TASK = "radtriage.draft"
 # Redis priorities, 0 = served first (STACK.md); indexed by Priority.rank.
 REDIS_PRIORITY_BY_RANK = {2: 0, 1: 3, 0: 6}
 
@@ -53,7 +50,7 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=TRIAGE_QUEUE,
+        task_default_queue=Queue.TRIAGE.value,
         worker_hijack_root_logger=False,
         worker_enable_remote_control=not settings.embedded_broker,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},

@@ -21,6 +21,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ImplicitVRLittleEndian
 
+from common import StudyStatus
 from db import backfill as db_backfill
 from db.ingest import IngestOutcome
 from dicom.errors import InvalidDataset
@@ -143,7 +144,7 @@ def run(
 
 def _tally(summary: Summary, states) -> None:
     for status, score, reasons in states.values():
-        if status == "failed":
+        if status == StudyStatus.FAILED:
             summary.failed[reasons[0] if reasons else "failed"] += 1
         elif score is not None:
             summary.scored += 1

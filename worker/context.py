@@ -89,7 +89,10 @@ class WorkerContext:
         return medgemma_missing(self.settings.medgemma_model)
 
     def _load_triager(self) -> tuple:
-        from scoring.backends import EmbedderConfig, missing_for  # embedder choice: settings.embedder
+        from scoring.backends import (  # embedder choice: settings.embedder
+            EmbedderConfig,
+            missing_for,
+        )
 
         config = EmbedderConfig.from_settings(self.settings)
         label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"

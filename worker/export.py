@@ -12,6 +12,7 @@ import logging
 import pydicom
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import ExportStatus
 from db import exports
 from db.models import utcnow
 from dicom.sr import build_draft_sr, draft_sr_uids
@@ -44,18 +45,18 @@ class SrExporter:
                         called_ae=self._settings.sr_destination_ae_title, calling_ae=self._settings.ae_title)
             except DestinationUnavailable as exc:
                 wait = backoff_seconds(job.attempts, cap=self._settings.sr_retry_max_seconds)
-                self._mark(job, "pending", f"destination unavailable; retry in {wait:.0f} s",
+                self._mark(job, ExportStatus.PENDING, f"destination unavailable; retry in {wait:.0f} s",
                            utcnow() + dt.timedelta(seconds=wait))
                 metrics.SR_EXPORTS.labels(result="retry").inc()
                 log.warning("SR destination unavailable (%s); draft #%d retries in %.0f s",
                             type(exc).__name__, job.draft_id, wait)
                 break  # the others would wait on the same destination
             except Exception as exc:  # refused, or a report that cannot be built: this one only
-                self._mark(job, "failed", type(exc).__name__)
+                self._mark(job, ExportStatus.FAILED, type(exc).__name__)
                 metrics.SR_EXPORTS.labels(result="failed").inc()
                 log.error("SR for draft #%d failed (%s)", job.draft_id, where(exc))
             else:
-                self._mark(job, "sent", "")
+                self._mark(job, ExportStatus.SENT, "")
                 metrics.SR_EXPORTS.labels(result="sent").inc()
                 sent += 1
         return sent
@@ -70,6 +71,6 @@ class SrExporter:
             series_instance_uid=series_uid, sop_instance_uid=sop_uid,
         )
 
-    def _mark(self, job: exports.ExportJob, status: str, detail: str, retry_at=None) -> None:
+    def _mark(self, job: exports.ExportJob, status: ExportStatus, detail: str, retry_at=None) -> None:
         with self._sessions() as session:
             exports.mark(session, draft_id=job.draft_id, status=status, detail=detail, retry_at=retry_at)

@@ -12,12 +12,11 @@ import logging
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import Queue
 from db import outbox
-from worker.app import DRAFT_TASK, REDIS_PRIORITY_BY_RANK, TRIAGE_TASK
+from worker.app import REDIS_PRIORITY_BY_RANK
 
 log = logging.getLogger(__name__)
-
-TASK_NAMES = {"triage": TRIAGE_TASK, "draft": DRAFT_TASK}
 
 
 class OutboxRelay:
@@ -39,7 +38,7 @@ class OutboxRelay:
         try:
             for message in messages:
                 self._app.send_task(
-                    TASK_NAMES[message.task],
+                    Queue(message.task).task_name,
                     args=[message.study_id, message.revision],
                     queue=message.task,
                     priority=REDIS_PRIORITY_BY_RANK.get(message.priority_rank, 6),

@@ -7,9 +7,9 @@ import time
 
 from celery import Celery, Task
 
+from common import Queue
 from db import triage as db_triage
 from radtriage import metrics
-from worker.app import DRAFT_TASK, TRIAGE_TASK
 from worker.context import WorkerContext
 from worker.drafting import run_draft_batch
 from worker.failures import backoff_seconds, describe, is_transient, where
@@ -28,7 +28,7 @@ def register(app: Celery, context: WorkerContext) -> None:
     options = dict(bind=True, acks_late=True, shared=False, max_retries=settings.task_max_retries,
                    soft_time_limit=settings.task_time_limit_seconds)
 
-    @app.task(name=TRIAGE_TASK, **options)
+    @app.task(name=Queue.TRIAGE.task_name, **options)
     def triage(self: Task, study_id: int, revision: int) -> str:
         started = time.perf_counter()
         try:
@@ -40,7 +40,7 @@ def register(app: Celery, context: WorkerContext) -> None:
             metrics.TRIAGE_SECONDS.observe(time.perf_counter() - started)
         return outcome
 
-    @app.task(name=DRAFT_TASK, **options)
+    @app.task(name=Queue.DRAFT.task_name, **options)
     def draft(self: Task, study_id: int, revision: int) -> str:
         # The message is a wake-up call: the database decides which studies are drafted next.
         started = time.perf_counter()

@@ -15,7 +15,12 @@ import pydicom
 import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 
 from dicom.scu import NO_CONTEXT, send_datasets
 from tests.e2e.daemon import Daemon, as_sent_by_dcmtk

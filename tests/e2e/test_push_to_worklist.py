@@ -6,7 +6,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from scoring.priority import Priority
+from common import Priority
 from tests.e2e.daemon import Daemon, as_sent_by_dcmtk
 
 pytestmark = pytest.mark.e2e

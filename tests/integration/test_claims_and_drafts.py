@@ -8,13 +8,13 @@ import datetime as dt
 import pytest
 from PIL import Image
 
+from common import DraftStatus, Priority, StudyStatus
 from db.assembly import complete_quiet_studies
 from db.drafts import DraftRecord, claim_batch, record_draft
 from db.ingest import NewInstance, record_instance
-from db.models import DraftStatus, Study, StudyStatus, utcnow
+from db.models import Study, utcnow
 from db.triage import claim, record_result, release
 from radtriage.settings import Settings
-from scoring.priority import Priority
 from worker import drafting
 from worker.context import WorkerContext
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from pynetdicom import AE
@@ -16,7 +13,6 @@ from dicom.access import client_tls_context, parse_allowed, server_tls_context
 from dicom.errors import AccessConfigError, AssociationFailed
 from dicom.listener import Listener, ListenerConfig, StoreHandler
 from dicom.scu import NO_CONTEXT, echo, send_datasets
-from tests.conftest import need
 from tests.factories import CR, DX, radiograph
 from tests.integration.listener_harness import AE_TITLE, running_listener
 

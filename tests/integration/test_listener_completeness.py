@@ -11,11 +11,11 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from common import Priority
 from db.assembly import complete_quiet_studies
 from db.ingest import IngestOutcome, NewInstance, record_instance
 from db.models import Event, OutboxMessage, Study
 from db.session import make_engine, make_session_factory, migrate
-from scoring.priority import Priority
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 STABLE, GRACE = 5.0, 0.5

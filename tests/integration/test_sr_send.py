@@ -12,7 +12,12 @@ from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
 from dicom.sr import build_draft_sr, draft_sr_uids
-from dicom.sr_sender import DestinationUnavailable, SendRefused, backoff_seconds, send_sr
+from dicom.sr_sender import (
+    DestinationUnavailable,
+    SendRefused,
+    backoff_seconds,
+    send_sr,
+)
 from scoring.draft_prompt import PROMPT_VERSION
 from scoring.medgemma import Draft
 from tests.factories import radiograph

@@ -24,21 +24,21 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
+from common import DraftStatus, Priority, Queue, StudyStatus
 from db import outbox
 from db.assembly import complete_quiet_studies
 from db.drafts import claim_batch
 from db.heartbeats import beat
 from db.ingest import IngestOutcome, NewInstance, Recorded, record_instance
-from db.models import DraftStatus, Event, OutboxMessage, Score, Study, StudyStatus, utcnow
+from db.models import Event, OutboxMessage, Score, Study, utcnow
 from db.reconcile import redrive_stuck
 from db.session import make_engine, make_session_factory, migrate
 from db.triage import claim, record_result
 from db.worklist import worklist
 from dicom.intake import identify, take_in
 from radtriage.settings import Settings
-from scoring.priority import Priority
 from tests.factories import DX, radiograph
-from worker.app import TRIAGE_TASK, broker_folder, create_app
+from worker.app import broker_folder, create_app
 from worker.backfill import read_part10
 from worker.context import WorkerContext
 from worker.relay import OutboxRelay
@@ -394,7 +394,7 @@ def celery_triage(ctx: WorkerContext):
     app = create_app(ctx.settings)
     register(app, ctx)
     app.conf.task_always_eager = True
-    return app.tasks[TRIAGE_TASK]
+    return app.tasks[Queue.TRIAGE.task_name]
 
 
 def test_poisoned_study_fails_and_never_blocks_the_others(tmp_path, cxr_foundation_dir, samples) -> None:
@@ -607,7 +607,7 @@ def test_relay_keeps_messages_through_a_broker_outage(tmp_path) -> None:
     assert relay.broker_ok is True
     with ctx.sessions() as session:
         assert outbox.count_pending(session) == 0
-    assert sorted(published(ctx.settings)) == sorted((TRIAGE_TASK, [study_id, 1]) for study_id in study_ids)
+    assert sorted(published(ctx.settings)) == sorted((Queue.TRIAGE.task_name, [study_id, 1]) for study_id in study_ids)
 
     assert relay.run_once() == 0  # nothing new: nothing published twice
     assert len(published(ctx.settings)) == 3

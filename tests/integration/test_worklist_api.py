@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from fastapi.testclient import TestClient
 
+from common import Priority
 from db.assembly import complete_quiet_studies
 from db.ingest import NewInstance, record_instance
 from db.models import utcnow
@@ -14,7 +15,6 @@ from db.triage import claim, record_result
 from db.worklist import Escalation
 from radtriage import health, metrics
 from radtriage.api import create_api
-from scoring.priority import Priority
 
 
 @pytest.fixture

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dicom.access import (
-    AccessPolicy, AllowedPeer, Refusal, check_exposure, is_loopback, parse_allowed, server_tls_context,
+    AccessPolicy,
+    AllowedPeer,
+    Refusal,
+    check_exposure,
+    is_loopback,
+    parse_allowed,
+    server_tls_context,
 )
 from dicom.errors import AccessConfigError
 

@@ -7,7 +7,13 @@ from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from dicom.completeness import StudyViews, View, expected_instances, view_of, views_complete
+from dicom.completeness import (
+    StudyViews,
+    View,
+    expected_instances,
+    view_of,
+    views_complete,
+)
 from tests.factories import radiograph
 
 

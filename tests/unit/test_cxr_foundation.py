@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.cxr_foundation import MODEL_PARTS, CxrFoundation, ImageEmbedding, missing_parts
+from scoring.cxr_foundation import (
+    MODEL_PARTS,
+    CxrFoundation,
+    ImageEmbedding,
+    missing_parts,
+)
 from scoring.errors import ModelUnavailable, ScoringError
 from scoring.heads import DEFAULT_FINDINGS
 from scoring.urgency import assess, load_policy

@@ -11,7 +11,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import click
 import pytest
@@ -19,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 from prometheus_client.metrics import MetricWrapperBase
 
-from db.models import StudyStatus
+from common import StudyStatus
 from radtriage import metrics
 from radtriage.cli import main
 from radtriage.settings import Settings

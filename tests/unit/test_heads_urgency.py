@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common import Priority
 from scoring.cxr_foundation import ImageEmbedding
 from scoring.errors import PolicyError, ScoringError
 from scoring.heads import (
@@ -18,8 +19,14 @@ from scoring.heads import (
     score_findings,
     zero_shot_score,
 )
-from scoring.priority import Priority
-from scoring.urgency import DEFAULT_POLICY_PATH, Assessment, FindingRule, Policy, assess, load_policy
+from scoring.urgency import (
+    DEFAULT_POLICY_PATH,
+    Assessment,
+    FindingRule,
+    Policy,
+    assess,
+    load_policy,
+)
 
 DOCUMENTED_PRIORITIES = {
     "pneumothorax": Priority.STAT,

@@ -8,7 +8,12 @@ from pydicom.tag import Tag
 from pydicom.uid import JPEGLSLossless
 
 from dicom import status
-from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute, OutOfResources
+from dicom.errors import (
+    DatasetMismatch,
+    InvalidDataset,
+    MissingAttribute,
+    OutOfResources,
+)
 from dicom.intake import identify
 from tests.factories import CR, DX, radiograph
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.draft_prompt import DISCLAIMER, PROMPT_VERSION
+from common import DISCLAIMER
+from scoring.draft_prompt import PROMPT_VERSION
 from scoring.errors import ModelUnavailable
 from scoring.medgemma import Draft, MedGemmaDrafter, missing_model
 

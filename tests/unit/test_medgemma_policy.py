@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from common import Priority
 from scoring.errors import PolicyError
-from scoring.priority import Priority
-from scoring.urgency import DEFAULT_POLICY_PATH, CriticalTerm, escalate_from_draft, load_policy
+from scoring.urgency import (
+    DEFAULT_POLICY_PATH,
+    CriticalTerm,
+    escalate_from_draft,
+    load_policy,
+)
 
 
 @pytest.fixture(scope="module")

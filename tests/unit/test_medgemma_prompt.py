@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.draft_prompt import DISCLAIMER, PROMPT_VERSION, build_messages, parse_report, render_report
+from common import DISCLAIMER
+from scoring.draft_prompt import (
+    PROMPT_VERSION,
+    build_messages,
+    parse_report,
+    render_report,
+)
 
 
 @pytest.mark.parametrize(

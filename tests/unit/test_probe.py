@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from common import Priority
 from radtriage.cli import main
 from scoring.embedding import ImageEmbedding
 from scoring.errors import ScoringError
@@ -24,8 +25,7 @@ from scoring.evaluation import (
     sensitivity_specificity,
 )
 from scoring.heads import FindingScores, HeadSet, embed_prompts, highest
-from scoring.priority import Priority
-from scoring.probe import choose_threshold, fit_logistic, fit_mlp, train_head
+from scoring.probe import choose_threshold, fit_logistic, fit_mlp
 from scoring.probe_data import load_embeddings, read_labels, save_embeddings
 from scoring.trained_heads import Layer, TrainedHead, load_heads
 from scoring.urgency import assess, load_policy

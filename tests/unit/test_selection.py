@@ -8,7 +8,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom.selection import SECONDARY_CAPTURE, choose_images, not_a_chest_radiograph
+from common import SECONDARY_CAPTURE
+from dicom.selection import choose_images, not_a_chest_radiograph
 
 CR = "1.2.840.10008.5.1.4.1.1.1"
 DX = "1.2.840.10008.5.1.4.1.1.1.1"

@@ -10,8 +10,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
+from common import DISCLAIMER
 from dicom.sr import build_draft_sr, draft_sr_uids
-from scoring.draft_prompt import DISCLAIMER, PROMPT_VERSION
+from scoring.draft_prompt import PROMPT_VERSION
 from scoring.medgemma import Draft
 from tests.conftest import need
 from tests.factories import radiograph
