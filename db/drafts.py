@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -116,8 +115,19 @@ def record_draft_failure(session: Session, *, study_id: int, revision: int, reas
     session.commit()
 
 
-def as_item(draft: Draft) -> dict[str, Any]:
-    """A draft as the worklist shows it, disclaimer first."""
-    return {"disclaimer": draft.disclaimer, "findings": draft.findings, "impression": draft.impression,
-            "model_id": draft.model_id, "prompt_version": draft.prompt_version, "revision": draft.revision,
-            "sr_status": draft.sr_status}
+@dataclasses.dataclass(frozen=True, slots=True)
+class DraftView:
+    """A study's draft as the worklist shows it, disclaimer first."""
+
+    disclaimer: str
+    findings: str
+    impression: str
+    model_id: str
+    prompt_version: str
+    revision: int
+    sr_status: ExportStatus | None  # None: no SR destination
+
+    @classmethod
+    def of(cls, draft: Draft) -> DraftView:
+        return cls(draft.disclaimer, draft.findings, draft.impression, draft.model_id, draft.prompt_version,
+                   draft.revision, None if draft.sr_status is None else ExportStatus(draft.sr_status))

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from common import DraftStatus, Priority, StudyStatus
-from db.drafts import as_item
+from db.drafts import DraftView
 from db.models import Draft, Instance, Study, as_utc, utcnow
 
 
@@ -43,10 +42,31 @@ def _effective_rank(escalation: Escalation, now: dt.datetime):
     return case(*whens, else_=Study.priority_rank) if whens else Study.priority_rank
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorklistRow:
+    """One study on the worklist, waiting-time escalation applied; times are aware UTC."""
+
+    study_instance_uid: str
+    accession_number: str | None
+    priority: Priority  # after escalation
+    escalated: bool
+    ordered_priority: Priority
+    urgency_score: float | None
+    status: StudyStatus
+    reasons: tuple[str, ...]
+    revision: int
+    instances: int
+    received_at: dt.datetime
+    completed_at: dt.datetime | None
+    triaged_at: dt.datetime | None
+    draft_status: DraftStatus | None
+    draft: DraftView | None  # the newest revision's
+
+
 def worklist(
     session: Session, *, limit: int = 1000, escalation: Escalation = Escalation(), now: dt.datetime | None = None
-) -> list[dict[str, Any]]:
-    """Worklist items in reading order, waiting-time escalation applied."""
+) -> list[WorklistRow]:
+    """Worklist rows in reading order, waiting-time escalation applied."""
     now = now or utcnow()
     effective = _effective_rank(escalation, now).label("effective_rank")
     counts = (
@@ -67,45 +87,42 @@ def worklist(
         .limit(limit)
     ).all()
     drafts = _latest_drafts(session, [study.id for study, _, _ in rows])
-    return [_item(study, n or 0, rank, drafts.get(study.id)) for study, n, rank in rows]
+    return [_row(study, n or 0, rank, drafts.get(study.id)) for study, n, rank in rows]
 
 
-def _latest_drafts(session: Session, study_ids: list[int]) -> dict[int, dict[str, Any]]:
-    latest: dict[int, dict[str, Any]] = {}
+def _latest_drafts(session: Session, study_ids: list[int]) -> dict[int, DraftView]:
+    latest: dict[int, DraftView] = {}
     for draft in session.scalars(select(Draft).where(Draft.study_id.in_(study_ids)).order_by(Draft.revision)):
-        latest[draft.study_id] = as_item(draft)  # ascending: the newest revision wins
+        latest[draft.study_id] = DraftView.of(draft)  # ascending: the newest revision wins
     return latest
 
 
-def _item(study: Study, instance_count: int, effective_rank: int, draft: dict[str, Any] | None) -> dict[str, Any]:
+def _row(study: Study, instance_count: int, effective_rank: int, draft: DraftView | None) -> WorklistRow:
     escalated = effective_rank > study.priority_rank
     reasons = list(study.reasons or [])
     if escalated:
         reasons.append(f"escalated from {study.priority}: long wait")
-    return {
-        "study_instance_uid": study.study_instance_uid,
-        "accession_number": study.accession_number,
-        "priority": Priority.of_rank(effective_rank).value,
-        "escalated": escalated,
-        "ordered_priority": study.ordered_priority,
-        "urgency_score": study.urgency_score,
-        "status": study.status,
-        "reasons": reasons,
-        "revision": study.revision,
-        "instances": instance_count,
-        "received_at": _iso(study.received_at),
-        "completed_at": _iso(study.completed_at),
-        "triaged_at": _iso(study.triaged_at),
-        "draft_status": study.draft_status,
-        "draft": draft,
-    }
+    return WorklistRow(
+        study_instance_uid=study.study_instance_uid,
+        accession_number=study.accession_number,
+        priority=Priority.of_rank(effective_rank),
+        escalated=escalated,
+        ordered_priority=Priority(study.ordered_priority),
+        urgency_score=study.urgency_score,
+        status=StudyStatus(study.status),
+        reasons=tuple(reasons),
+        revision=study.revision,
+        instances=instance_count,
+        received_at=as_utc(study.received_at),
+        completed_at=_utc(study.completed_at),
+        triaged_at=_utc(study.triaged_at),
+        draft_status=None if study.draft_status is None else DraftStatus(study.draft_status),
+        draft=draft,
+    )
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return as_utc(value).isoformat()
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else as_utc(value)
 
 
 def status_counts(session: Session) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The HTTP API: worklist, health and Prometheus metrics."""
+"""The HTTP API: worklist, health and Prometheus metrics; the JSON shapes are in ``api_models``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.worklist import Escalation, worklist
+from radtriage.api_models import Health, Worklist, WorklistItem, iso_utc
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
 <title>radtriage worklist</title><style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;text-align:left}}
@@ -43,17 +44,23 @@ def create_api(
             raise HTTPException(status_code=401, detail="a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/api/worklist", dependencies=[Depends(authorised)])
-    def get_worklist(limit: int = 1000) -> dict[str, list[dict[str, Any]]]:
+    def items(limit: int) -> list[WorklistItem]:
         with sessions() as session:
-            return {"items": worklist(session, limit=limit, escalation=escalation)}
+            rows = worklist(session, limit=limit, escalation=escalation)
+        return [WorklistItem.model_validate(row) for row in rows]
 
-    @app.get("/healthz")
-    def get_health() -> JSONResponse:
-        report = health()
+    @app.get("/api/worklist", dependencies=[Depends(authorised)])
+    def get_worklist(limit: int = 1000) -> Worklist:
+        return Worklist(items=items(limit))
+
+    @app.get("/healthz", responses={503: {"model": Health, "description": "The database is down"}})
+    def get_health(response: Response) -> Health:
+        report = Health.model_validate(health())
         # Without its database the daemon cannot take images: tell load balancers so.
-        database_down = report["components"].get("database", {}).get("status") == "error"
-        return JSONResponse(report, status_code=503 if database_down else 200)
+        database = report.components.get("database")
+        if database is not None and database.status == "error":
+            response.status_code = 503
+        return report
 
     @app.get("/metrics")
     def get_metrics() -> Response:
@@ -62,17 +69,14 @@ def create_api(
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(authorised)])
     def page() -> str:
-        with sessions() as session:
-            items = worklist(session, limit=500, escalation=escalation)
-        rows = "".join(_row(item) for item in items)
-        return _PAGE.format(rows=rows)
+        return _PAGE.format(rows="".join(_row(item) for item in items(500)))
 
     return app
 
 
-def _row(item: dict[str, Any]) -> str:
-    score = "" if item["urgency_score"] is None else f"{item['urgency_score']:.0f}"
-    cells = [item["priority"], item["ordered_priority"], score, item["status"], item["accession_number"] or "",
-             item["received_at"] or "", "; ".join(item["reasons"])]
+def _row(item: WorklistItem) -> str:
+    score = "" if item.urgency_score is None else f"{item.urgency_score:.0f}"
+    cells = [item.priority, item.ordered_priority, score, item.status, item.accession_number or "",
+             iso_utc(item.received_at), "; ".join(item.reasons)]
     tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-    return f'<tr class="{html.escape(item["priority"])}">{tds}</tr>'
+    return f'<tr class="{html.escape(item.priority)}">{tds}</tr>'

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_models import cxr_foundation_dir  # noqa: F401  (fixture)
+from tests.fixtures_models import cxr_foundation_dir, medgemma_dir  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "dicom_samples"
@@ -59,12 +61,43 @@ def postgres_url():
     engine.dispose()
 
 
+def sqlite_url(folder: Path) -> str:
+    """The URL of ``radtriage.sqlite3`` in ``folder``, where a daemon on that data folder keeps it."""
+    return f"sqlite:///{folder / 'radtriage.sqlite3'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """The test runs once on an SQLite file and once on a PostgreSQL schema of its own."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"
+        return sqlite_url(tmp_path)
     return request.getfixturevalue("postgres_url")
+
+
+@contextlib.contextmanager
+def _migrated_sessions(url: str) -> Iterator:
+    from db.session import make_engine, make_session_factory, migrate
+
+    engine = make_engine(url)
+    migrate(engine)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sessions(database_url):
+    """Sessions on a migrated database, once SQLite and once PostgreSQL (see ``database_url``)."""
+    with _migrated_sessions(database_url) as factory:
+        yield factory
+
+
+@pytest.fixture
+def sqlite_sessions(tmp_path):
+    """Sessions on a migrated SQLite database in the test's folder (``radtriage.sqlite3``)."""
+    with _migrated_sessions(sqlite_url(tmp_path)) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -81,27 +114,6 @@ def redis_prefix():
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)
     client.close()
-
-
-@pytest.fixture(scope="session")
-def medgemma_dir(tmp_path_factory) -> Path:
-    """A tiny Gemma 3 built with the real classes, saved like a MedGemma folder."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from tests.standins_medgemma import build_medgemma_standin
-
-    return build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma")
-
-
-@pytest.fixture
-def sqlite_sessions(tmp_path):
-    """Sessions on a migrated SQLite database in the test's folder (``radtriage.sqlite3``)."""
-    from db.session import make_engine, make_session_factory, migrate
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'radtriage.sqlite3'}")
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _openssl(*args: str, cwd: Path) -> None:

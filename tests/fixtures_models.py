@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["cxr_foundation_dir", "medsiglip_dir"]
+__all__ = ["cxr_foundation_dir", "medgemma_dir", "medsiglip_dir"]
 
 # Built at most once per test process, even if several modules import the fixture.
 _BUILT: dict[str, Path] = {}
@@ -40,3 +40,19 @@ def medsiglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "medsiglip" not in _BUILT:
         _BUILT["medsiglip"] = build_medsiglip_standin(tmp_path_factory.mktemp("medsiglip"))
     return _BUILT["medsiglip"]
+
+
+@pytest.fixture(scope="session")
+def medgemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Gemma 3 built with the real classes, saved like a MedGemma folder (``medgemma-tiny/``,
+    which is also the model id it loads as).
+
+    Skips the test when torch or transformers is not installed.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.standins_medgemma import build_medgemma_standin
+
+    if "medgemma" not in _BUILT:
+        _BUILT["medgemma"] = build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-tiny")
+    return _BUILT["medgemma"]

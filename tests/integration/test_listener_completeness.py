@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -15,20 +14,10 @@ from common import Priority
 from db.assembly import complete_quiet_studies
 from db.ingest import IngestOutcome, NewInstance, record_instance
 from db.models import Event, OutboxMessage, Study
-from db.session import make_engine, make_session_factory, migrate
+from db.session import make_engine, make_session_factory
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 STABLE, GRACE = 5.0, 0.5
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request, tmp_path):
-    url = (f"sqlite:///{tmp_path / 'completeness.sqlite3'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    engine = make_engine(url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def instance(study: str, view: str | None, expected: int | None = None, sop: str | None = None,

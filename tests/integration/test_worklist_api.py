@@ -1,4 +1,4 @@
-"""The worklist API: reading order, waiting-time escalation, health and metrics endpoints."""
+"""The worklist API: reading order, waiting-time escalation, its published JSON, health and metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from common import Priority
 from db.assembly import complete_quiet_studies
+from db.drafts import DraftRecord, claim_batch, record_draft
 from db.ingest import NewInstance, record_instance
 from db.models import utcnow
 from db.triage import claim, record_result
@@ -17,13 +18,15 @@ from radtriage import health, metrics
 from radtriage.api import create_api
 
 
-@pytest.fixture
-def sessions(sqlite_sessions):
-    return sqlite_sessions
+# What the README documents for each item of GET /api/worklist, and for its draft.
+ITEM_FIELDS = {"study_instance_uid", "accession_number", "priority", "escalated", "ordered_priority", "urgency_score",
+               "status", "reasons", "revision", "instances", "received_at", "completed_at", "triaged_at",
+               "draft_status", "draft"}
+DRAFT_FIELDS = {"disclaimer", "findings", "impression", "model_id", "prompt_version", "revision", "sr_status"}
 
 
 def add_study(sessions, n: int, ordered: Priority, *, received: dt.datetime, ai: Priority | None = None,
-              urgency: float | None = None) -> str:
+              urgency: float | None = None, draft: bool = False) -> str:
     uid = f"1.2.3.{n}"
     new = NewInstance(study_instance_uid=uid, series_instance_uid=f"{uid}.1", sop_instance_uid=f"{uid}.1.1",
                       sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1", transfer_syntax_uid="1.2.840.10008.1.2.1",
@@ -35,7 +38,7 @@ def add_study(sessions, n: int, ordered: Priority, *, received: dt.datetime, ai:
         if ai is not None:
             claim(session, study_id=study_id, revision=1, worker="test:1")
             record_result(session, study_id=study_id, revision=1, priority=ai, urgency_score=urgency,
-                          reasons=["test"], scores=[])
+                          reasons=["test"], scores=[], draft=draft)
     return uid
 
 
@@ -90,10 +93,10 @@ def test_page_escapes_what_it_shows(sessions):
 
         from db.models import Study
 
-        session.execute(update(Study).values(accession_number="<script>x</script>"))
+        session.execute(update(Study).values(accession_number="<script>alert"))  # fits (0008,0050)'s 16
         session.commit()
     page = client(sessions).get("/").text
-    assert "<script>x</script>" not in page and "&lt;script&gt;" in page
+    assert "<script>" not in page and "&lt;script&gt;alert" in page
     assert "not a diagnosis" in page
     assert uid not in page  # UIDs are not shown on the page
 
@@ -116,3 +119,47 @@ def test_worklist_shows_only_the_window(sessions):
     add_study(sessions, 2, Priority.STAT, received=now - dt.timedelta(hours=80))
     window = Escalation(window=dt.timedelta(hours=72))
     assert [i["study_instance_uid"] for i in client(sessions, window).get("/api/worklist").json()["items"]] == [recent]
+
+
+def test_openapi_publishes_the_worklist_item_and_its_priorities(sessions):
+    schema = client(sessions).app.openapi()
+    models = schema["components"]["schemas"]
+    ok = schema["paths"]["/api/worklist"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/Worklist"}
+    assert models["Worklist"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/WorklistItem"}
+    item = models["WorklistItem"]
+    assert set(item["properties"]) == set(item["required"]) == ITEM_FIELDS
+    assert item["properties"]["priority"]["$ref"] == item["properties"]["ordered_priority"]["$ref"] == \
+        "#/components/schemas/Priority"
+    assert models["Priority"]["enum"] == ["ROUTINE", "URGENT", "STAT"]
+    assert models["StudyStatus"]["enum"] == ["receiving", "queued", "triaging", "triaged", "failed"]
+    assert set(models["Draft"]["properties"]) == DRAFT_FIELDS
+    assert item["properties"]["received_at"]["format"] == "date-time"
+    health = schema["paths"]["/healthz"]["get"]["responses"]
+    assert health["200"]["content"] == health["503"]["content"]
+    assert health["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Health"}
+
+
+def test_worklist_returns_exactly_the_documented_fields(sessions):
+    now = utcnow()
+    plain = add_study(sessions, 1, Priority.ROUTINE, received=now - dt.timedelta(minutes=1))
+    drafted = add_study(sessions, 2, Priority.URGENT, received=now, ai=Priority.STAT, urgency=80.0, draft=True)
+    with sessions() as session:
+        (job,) = claim_batch(session, limit=5, worker="gpu:1")
+        record_draft(session, study_id=job.study_id, revision=job.revision, export=True, draft=DraftRecord(
+            model_id="medgemma-tiny", model_version="v", prompt_version="p1", disclaimer="UNVERIFIED", findings="f",
+            impression="i", raw_text="r", prompt_tokens=1, new_tokens=1, seconds=0.1, batch_size=1))
+    response = client(sessions).get("/api/worklist")
+    assert response.status_code == 200 and set(response.json()) == {"items"}
+    by_uid = {i["study_instance_uid"]: i for i in response.json()["items"]}
+    assert all(set(item) == ITEM_FIELDS for item in by_uid.values())
+    assert by_uid[plain]["draft"] is None and by_uid[plain]["draft_status"] is None
+    assert by_uid[plain]["triaged_at"] is None and by_uid[plain]["urgency_score"] is None
+    item = by_uid[drafted]
+    assert (item["priority"], item["ordered_priority"], item["status"]) == ("STAT", "URGENT", "triaged")
+    assert (item["accession_number"], item["instances"], item["revision"], item["reasons"]) == ("A2", 1, 1, ["test"])
+    assert item["draft_status"] == "drafted" and item["escalated"] is False and item["urgency_score"] == 80.0
+    assert item["draft"] == {"disclaimer": "UNVERIFIED", "findings": "f", "impression": "i", "model_id": "medgemma-tiny",
+                             "prompt_version": "p1", "revision": 1, "sr_status": "pending"}
+    for key in ("received_at", "completed_at", "triaged_at"):  # ISO 8601 in UTC, as isoformat writes it
+        assert item[key].endswith("+00:00") and dt.datetime.fromisoformat(item[key]).utcoffset() == dt.timedelta(0)

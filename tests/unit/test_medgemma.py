@@ -22,15 +22,6 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
-def medgemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from tests.standins_medgemma import build_medgemma_standin
-
-    return build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-tiny")
-
-
-@pytest.fixture(scope="module")
 def drafter(medgemma_dir: Path) -> MedGemmaDrafter:
     return MedGemmaDrafter.load(medgemma_dir, device="cpu", max_new_tokens=24)
 
