@@ -1,9 +1,11 @@
 """The shared vocabulary of radtriage: values every layer speaks, importing nothing of the project.
 
 Priorities, the states a study, its draft and its exports move through, the task queues, the
-event stages of a study's history, the UNVERIFIED disclaimer, the SOP classes accepted and the retry backoff.
+event stages of a study's history, the UNVERIFIED disclaimer, the SOP classes accepted, the retry backoff
+and the rule that decides when a study is complete.
 """
 
+from common.completion import CompletedBy, CompletionRule, Cutoffs, StudyViews, View, views_complete
 from common.disclaimer import DISCLAIMER
 from common.events import EventStage
 from common.priority import Priority
@@ -18,15 +20,21 @@ from common.tasks import Queue
 
 __all__ = [
     "ACCEPTED_SOP_CLASSES",
-    "Backoff",
     "DISCLAIMER",
+    "RADIOGRAPH_SOP_CLASSES",
+    "SECONDARY_CAPTURE",
+    "TASK_BACKOFF",
+    "Backoff",
+    "CompletedBy",
+    "CompletionRule",
+    "Cutoffs",
     "DraftStatus",
     "EventStage",
     "ExportStatus",
     "Priority",
     "Queue",
-    "RADIOGRAPH_SOP_CLASSES",
-    "SECONDARY_CAPTURE",
     "StudyStatus",
-    "TASK_BACKOFF",
+    "StudyViews",
+    "View",
+    "views_complete",
 ]

@@ -1,8 +1,7 @@
-"""Study completeness: complete by its views after a short grace, else after the quiet time.
+"""Completing studies: move each receiving study the completion rule makes due to QUEUED.
 
-The view rule itself (a frontal view and the expected count) is decided per instance by
-``dicom.completeness`` and kept on the study row by ``db.ingest``; this module only asks
-which receiving studies are due.
+The rule is ``common.completion``'s; ``db.ingest`` keeps each study's view state on its row,
+and this module selects what the rule's cut-offs make due and records the change.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import datetime as dt
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from common import EventStage, Queue, StudyStatus
+from common import CompletedBy, CompletionRule, EventStage, Queue, StudyStatus
 from db.models import Event, OutboxMessage, Study, as_utc, utcnow
 
 
@@ -30,27 +29,40 @@ def complete_quiet_studies(session: Session, *, stable_seconds: float, grace_sec
         The ids of the studies completed.
     """
     now = now or utcnow()
-    quiet_before = now - dt.timedelta(seconds=stable_seconds)
-    due = Study.last_instance_at <= quiet_before
-    if grace_seconds is not None:
-        grace_before = now - dt.timedelta(seconds=grace_seconds)
-        due = or_(due, and_(Study.views_complete.is_(True), Study.last_instance_at <= grace_before))
+    cutoffs = CompletionRule(stable_seconds, grace_seconds).cutoffs(now)
+    # The same cut-offs in SQL, so only due rows are locked; ``Cutoffs.due`` then names the rule.
+    due = Study.last_instance_at <= cutoffs.quiet_before
+    if cutoffs.grace_before is not None:
+        due = or_(due, and_(Study.views_complete.is_(True), Study.last_instance_at <= cutoffs.grace_before))
     studies = session.scalars(
         select(Study)
         .where(Study.status == StudyStatus.RECEIVING, due)
         .order_by(Study.priority_rank.desc(), Study.id)
         .with_for_update(skip_locked=True)
     ).all()
+    completed = []
     for study in studies:
-        rule = "quiet timer" if as_utc(study.last_instance_at) <= quiet_before else "views complete"
-        study.move_to(StudyStatus.QUEUED, now)
-        study.completed_at = now
+        completed_by = cutoffs.due(as_utc(study.last_instance_at), views_complete=bool(study.views_complete))
+        if completed_by is not None:
+            complete_study(session, study, completed_by=completed_by, now=now)
+            completed.append(study.id)
+    session.commit()
+    return completed
+
+
+def complete_study(session: Session, study: Study, *, completed_by: CompletedBy, now: dt.datetime,
+                   queue_triage: bool = True) -> None:
+    """Move a receiving ``study`` to QUEUED and record why, in the caller's transaction.
+
+    ``queue_triage`` adds the outbox row that hands the study to the broker; a backfill,
+    which triages its studies itself, leaves it out.
+    """
+    study.move_to(StudyStatus.QUEUED, now)
+    study.completed_at = now
+    if queue_triage:
         session.add(
             OutboxMessage(
                 task=Queue.TRIAGE, study_id=study.id, revision=study.revision, priority_rank=study.priority_rank
             )
         )
-        session.add(Event(study_id=study.id, stage=EventStage.COMPLETE, detail=f"revision {study.revision}, {rule}"))
-    session.commit()
-    return [study.id for study in studies]
-
+    session.add(Event(study_id=study.id, stage=EventStage.COMPLETE, detail=f"revision {study.revision}, {completed_by}"))

@@ -11,14 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common import DraftStatus, EventStage, Priority, StudyStatus
+from common import DraftStatus, EventStage, Priority, StudyStatus, StudyViews, View, views_complete
 from db.models import Event, Instance, Study, utcnow
-from dicom.completeness import StudyViews, View, views_complete
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewInstance:
-    """What the listener knows about one stored instance."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceHeader:
+    """What an instance's header says that the database records; checked before it is stored."""
 
     study_instance_uid: str
     series_instance_uid: str
@@ -26,15 +25,30 @@ class NewInstance:
     sop_class_uid: str
     transfer_syntax_uid: str
     ordered_priority: Priority
-    path: str
-    content_hash: str  # "algorithm:hex", as dicom.storage names the file
-    size_bytes: int
     accession_number: str | None = None
     modality: str | None = None
     body_part: str | None = None
     view_position: str | None = None
-    view: str | None = None  # "frontal" / "lateral", derived by dicom.completeness.view_of
+    view: View | None = None  # the projection class the header names (a "frontal"/"lateral" string is coerced)
     expected_instances: int | None = None  # (0020,1208) Number of Study Related Instances
+
+    def __post_init__(self) -> None:
+        # Coerced once here, so a bad value fails where the instance is described, not at commit.
+        object.__setattr__(self, "view", View(self.view) if self.view else None)
+
+    def stored_as(self, *, path: str, content_hash: str, size_bytes: int) -> NewInstance:
+        """This instance once its bytes are stored: what ``record_instance`` commits."""
+        header = {field.name: getattr(self, field.name) for field in dataclasses.fields(InstanceHeader)}
+        return NewInstance(**header, path=path, content_hash=content_hash, size_bytes=size_bytes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NewInstance(InstanceHeader):
+    """A stored instance, as the listener records it: its header and where its bytes are."""
+
+    path: str  # relative to the data folder
+    content_hash: str  # "algorithm:hex", as dicom.storage names the file
+    size_bytes: int
 
 
 class IngestOutcome(enum.Enum):
@@ -156,11 +170,11 @@ def _same_bytes(new: NewInstance, earlier: list, hash_as: HashAs | None) -> int 
 
 
 def _count_views(study: Study, new: NewInstance, *, seen: bool) -> None:
-    """Keep the study's completeness state (views, counts) in step with its instances."""
+    """Keep the study's view state, and so whether its views are complete, in step with its instances."""
     views = StudyViews(
         instance_count=study.instance_count or 0, has_frontal=bool(study.has_frontal),
         has_lateral=bool(study.has_lateral), expected=study.expected_instances,
-    ).add(View(new.view) if new.view else None, new.expected_instances, new_instance=not seen)
+    ).add(new.view, new.expected_instances, new_instance=not seen)
     study.instance_count, study.has_frontal, study.has_lateral = views.instance_count, views.has_frontal, views.has_lateral
     study.expected_instances = views.expected
     study.views_complete = views_complete(views)

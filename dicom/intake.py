@@ -10,7 +10,6 @@ malformed → 0xC220, dataset not matching its SOP class → 0xA900.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import re
@@ -20,11 +19,11 @@ from pydicom import Dataset
 from pydicom.uid import UID
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.ingest import IngestOutcome, NewInstance, Recorded, record_instance
-from dicom.completeness import expected_instances, view_of
+from db.ingest import IngestOutcome, InstanceHeader, Recorded, record_instance
 from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute
 from dicom.order import ordered_priority
 from dicom.storage import Parts, content_hash, remove_stored, store_bytes
+from dicom.views import expected_instances, view_of
 
 # PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
 # invalid too, but legacy modalities send them and refusing those images helps nobody.
@@ -32,7 +31,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _PIXEL_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")
 
 
-def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = None) -> NewInstance:
+def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = None) -> InstanceHeader:
     """Check ``ds`` and read what the database records (only the header is read).
 
     Parameters
@@ -48,8 +47,8 @@ def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = N
 
     Returns
     -------
-    NewInstance
-        With ``path``, ``content_hash`` and ``size_bytes`` still empty.
+    InstanceHeader
+        Everything the header says; ``take_in`` adds where the bytes are stored.
 
     Raises
     ------
@@ -69,7 +68,7 @@ def identify(ds: Dataset, transfer_syntax: str, *, sop_class_uid: str | None = N
         raise InvalidDataset.unparsable(exc) from exc
 
 
-def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> NewInstance:
+def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> InstanceHeader:
     study = _uid(ds, "StudyInstanceUID")
     series = _uid(ds, "SeriesInstanceUID")
     instance = _uid(ds, "SOPInstanceUID")
@@ -80,7 +79,7 @@ def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> N
         raise DatasetMismatch("SOPClassUID differs from the request's Affected SOP Class UID")
     if "Image Storage" in UID(sop_class).name:
         _check_image_pixel_module(ds, UID(transfer_syntax))
-    return NewInstance(
+    return InstanceHeader(
         study_instance_uid=study,
         series_instance_uid=series,
         sop_instance_uid=instance,
@@ -91,11 +90,8 @@ def _identify(ds: Dataset, transfer_syntax: str, sop_class_uid: str | None) -> N
         modality=_text(ds, "Modality")[:16] or None,
         body_part=_text(ds, "BodyPartExamined")[:16] or None,
         view_position=_text(ds, "ViewPosition")[:16] or None,
-        view=(view.value if (view := view_of(ds)) else None),
+        view=view_of(ds),
         expected_instances=expected_instances(ds),
-        path="",
-        content_hash="",
-        size_bytes=0,
     )
 
 
@@ -149,8 +145,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip().rstrip("\x00").strip()
 
 
-def take_in(raw: Parts, new: NewInstance, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:
-    """Store ``raw`` (a Part 10 file, as pieces) durably, then commit ``new``; nothing is kept if either fails.
+def take_in(raw: Parts, header: InstanceHeader, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:
+    """Store ``raw`` (a Part 10 file, as pieces) durably, then commit its row; nothing is kept if either fails.
 
     Raises
     ------
@@ -164,8 +160,8 @@ def take_in(raw: Parts, new: NewInstance, *, data_dir: Path, sessions: sessionma
     # while one of them may still remove it (its row failed), the other must not count on it.
     with _content_lock(data_dir, hash_):
         stored = store_bytes(data_dir, raw, hash_=hash_)
-        new = dataclasses.replace(new, path=stored.relative_path, content_hash=stored.content_hash,
-                                  size_bytes=stored.size_bytes)
+        new = header.stored_as(path=stored.relative_path, content_hash=stored.content_hash,
+                               size_bytes=stored.size_bytes)
         try:
             with sessions() as session:
                 recorded = record_instance(session, new=new,

@@ -7,6 +7,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import JPEGLSLossless
 
+from common import View
+from db.ingest import InstanceHeader, NewInstance
 from dicom import status
 from dicom.errors import (
     DatasetMismatch,
@@ -26,7 +28,18 @@ def test_a_good_radiograph_is_identified_with_its_view_and_expected_count():
     new = identify(ds, EXPLICIT, sop_class_uid=DX)
     assert (new.study_instance_uid, new.sop_instance_uid, new.sop_class_uid) == (
         ds.StudyInstanceUID, ds.SOPInstanceUID, DX)
-    assert new.view == "frontal" and new.expected_instances == 2 and new.ordered_priority.value == "STAT"
+    assert new.view is View.FRONTAL and new.expected_instances == 2 and new.ordered_priority.value == "STAT"
+
+
+def test_the_header_becomes_a_complete_instance_only_once_its_bytes_are_stored():
+    header = identify(radiograph(view="LL"), EXPLICIT)
+    assert type(header) is InstanceHeader, "nothing to record before the bytes are stored"
+    new = header.stored_as(path="objects/ab/cd/x.dcm", content_hash="blake3:" + "ab" * 32, size_bytes=10)
+    assert isinstance(new, NewInstance) and new.view is View.LATERAL
+    assert (new.sop_instance_uid, new.path, new.size_bytes) == (header.sop_instance_uid, "objects/ab/cd/x.dcm", 10)
+    with pytest.raises(TypeError):
+        NewInstance(**{f: getattr(header, f) for f in ("study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                                                      "sop_class_uid", "transfer_syntax_uid", "ordered_priority")})
 
 
 @pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])

@@ -1,29 +1,17 @@
-"""When is a study complete? The view-aware rule, pure: header values in, decisions out.
+"""Which view a radiograph is, and how many instances its study should hold, as its header says.
 
-A study is complete by its views, after a short grace, when it holds a frontal view and
-its expected instance count is met: NumberOfStudyRelatedInstances when a sender gives it,
-otherwise a frontal and a lateral view. Every other study completes on the quiet timer
-(``db.assembly``). Which view an image is comes from ViewPosition, else the View Code
-Sequence, else the Patient Orientation of its rows and columns.
+Inputs to the completion rule (``common.completion``): ViewPosition, else the View Code
+Sequence, else the Patient Orientation of its rows and columns; and NumberOfStudyRelatedInstances.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-
 from pydicom import Dataset
 
+from common import View
 from dicom.selection import FRONTAL_VIEWS, LATERAL_VIEWS
 
-__all__ = ["StudyViews", "View", "expected_instances", "views_complete", "view_of"]
-
-
-class View(str, enum.Enum):
-    """The projection class of a radiograph, as far as the header says."""
-
-    FRONTAL = "frontal"
-    LATERAL = "lateral"
+__all__ = ["expected_instances", "view_of"]
 
 
 # Code meanings of CID 4010 "DX View" (and the like) that name a projection.
@@ -84,42 +72,6 @@ def expected_instances(ds: Dataset) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if value > 0 else None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StudyViews:
-    """What the database knows about a study's views so far."""
-
-    instance_count: int  # distinct SOP Instance UIDs received
-    has_frontal: bool
-    has_lateral: bool
-    expected: int | None  # the largest NumberOfStudyRelatedInstances any instance gave
-
-    def __post_init__(self) -> None:
-        if self.instance_count < 0 or (self.expected is not None and self.expected < 1):
-            raise ValueError("instance counts cannot be negative or zero")
-
-    def add(self, view: View | None, expected: int | None, new_instance: bool) -> StudyViews:
-        """The state after one more instance (``new_instance``: a SOP Instance UID not seen yet)."""
-        return StudyViews(
-            instance_count=self.instance_count + (1 if new_instance else 0),
-            has_frontal=self.has_frontal or view is View.FRONTAL,
-            has_lateral=self.has_lateral or view is View.LATERAL,
-            expected=max(filter(None, (self.expected, expected)), default=None),
-        )
-
-
-def views_complete(views: StudyViews) -> bool:
-    """True when the study may complete after the grace instead of the quiet timer.
-
-    A frontal view is required; then the expected count must be met, or, when no sender
-    said how many to expect, a lateral view must have arrived as well.
-    """
-    if not views.has_frontal:
-        return False
-    if views.expected is not None:
-        return views.instance_count >= views.expected
-    return views.has_lateral
 
 
 def _text(value) -> str:

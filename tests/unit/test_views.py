@@ -1,4 +1,4 @@
-"""The view-aware completeness rule: which view an image is, and when a study is complete."""
+"""Reading a radiograph's header for the completion rule: which view it is, how many instances its study holds."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from dicom.completeness import (
-    StudyViews,
-    View,
-    expected_instances,
-    view_of,
-    views_complete,
-)
+from common import View
+from dicom.views import expected_instances, view_of
 from tests.factories import radiograph
 
 
@@ -59,43 +54,3 @@ def test_expected_instances(value, expected):
         # As received: a raw value, converted (and possibly failing) only when read.
         ds[0x00201208] = RawDataElement(Tag(0x00201208), "IS", len(value), value, 0, False, True)
     assert expected_instances(ds) == expected
-
-
-EMPTY = StudyViews(instance_count=0, has_frontal=False, has_lateral=False, expected=None)
-
-
-def test_frontal_and_lateral_complete_a_study_without_an_expected_count():
-    frontal = EMPTY.add(View.FRONTAL, None, new_instance=True)
-    assert not views_complete(frontal)
-    both = frontal.add(View.LATERAL, None, new_instance=True)
-    assert views_complete(both) and both.instance_count == 2
-
-
-def test_expected_count_wins_over_frontal_plus_lateral():
-    one = EMPTY.add(View.FRONTAL, 3, new_instance=True)
-    two = one.add(View.LATERAL, 3, new_instance=True)
-    assert not views_complete(two), "3 announced, 2 received"
-    assert views_complete(two.add(None, None, new_instance=True))
-
-
-def test_a_frontal_only_study_with_count_one_is_complete():
-    assert views_complete(EMPTY.add(View.FRONTAL, 1, new_instance=True))
-
-
-def test_no_frontal_never_completes_by_views():
-    laterals = EMPTY.add(View.LATERAL, 2, new_instance=True).add(View.LATERAL, 2, new_instance=True)
-    assert not views_complete(laterals)
-
-
-def test_a_revision_of_a_known_instance_is_not_counted_twice():
-    views = EMPTY.add(View.FRONTAL, 2, new_instance=True).add(View.FRONTAL, 2, new_instance=False)
-    assert views.instance_count == 1 and not views_complete(views)
-
-
-def test_the_largest_expected_count_is_kept():
-    assert EMPTY.add(None, 2, True).add(None, 5, True).add(None, None, True).expected == 5
-
-
-def test_counts_are_checked():
-    with pytest.raises(ValueError):
-        StudyViews(instance_count=-1, has_frontal=False, has_lateral=False, expected=None)
