@@ -3,7 +3,8 @@
 The C-STORE handler is thin: check the few tags it needs, write the received bytes
 (fsync), commit the row, answer. It never calls a model or the queue; completed studies
 reach the workers through the database outbox. Who may associate is decided by
-``dicom.access`` before any presentation context is negotiated.
+``dicom.access`` before any presentation context is negotiated. pynetdicom's internals
+are reached only through ``dicom.netseam``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import ssl
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +35,7 @@ from dicom import status
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
-from dicom.transport import BulkReadServer, HandedOverServer
+from dicom.netseam import HandedOverServer, serve_handed_over, serve_in_background
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,9 @@ class ListenerConfig:
         More concurrent associations are rejected (transient, local limit exceeded).
     acse_timeout, dimse_timeout, network_timeout : float
         Seconds, as pynetdicom's AE options of the same names.
+    plain_pynetdicom : bool
+        Serve with pynetdicom's own server and sockets, none of ``dicom.netseam``: slower,
+        and for one process only; the way back if a pynetdicom upgrade breaks the seam.
     """
 
     ae_title: str
@@ -178,6 +181,7 @@ class ListenerConfig:
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
+    plain_pynetdicom: bool = False
 
     def check_exposure(self) -> None:
         """Raise ``AccessConfigError`` for a non-loopback address without an allow-list (unless allowed)."""
@@ -209,7 +213,7 @@ class Listener:
         self._on_association = on_association or _ignore
         self._on_refusal = on_refusal or _ignore
         self._ae = AE(ae_title=config.ae_title)
-        # Unlimited PDUs: the default 16 KiB costs about 3x in throughput (STACK.md).
+        # Unlimited PDUs: with pynetdicom's default of 16 KiB, receiving took about 3x as long.
         self._ae.maximum_pdu_size = 0
         # The called and calling AE titles are checked by ``self.policy`` (with hosts).
         self._ae.require_called_aet = False
@@ -235,18 +239,19 @@ class Listener:
             The address cannot be bound.
         """
         self.config.check_exposure()
-        self._server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
-                                            ssl_context=self.config.ssl_context, server_class=BulkReadServer)
-        # As ``AE.start_server`` does: the AE shuts its servers down and the server
-        # removes itself from this list when it shuts down.
-        self._ae._servers.append(self._server)
-        threading.Thread(target=self._server.serve_forever, name="dicom-listener", daemon=True).start()
+        if self.config.plain_pynetdicom:
+            self._server = self._ae.start_server(self.address, block=False, evt_handlers=self._event_handlers(),
+                                                 ssl_context=self.config.ssl_context)
+        else:
+            self._server = serve_in_background(self._ae, self.address, evt_handlers=self._event_handlers(),
+                                               ssl_context=self.config.ssl_context)
         # Port 0 binds an ephemeral port: report the real one.
         self.address = self._server.server_address[:2]
-        log.info("DICOM listener on %s:%d%s", *self.address, " (TLS)" if self.config.ssl_context else "")
+        log.info("DICOM listener on %s:%d%s%s", *self.address, " (TLS)" if self.config.ssl_context else "",
+                 ", plain pynetdicom" if self.config.plain_pynetdicom else "")
 
     def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer:
-        """A server for connections another process accepted (``dicom.pool``); it binds nothing.
+        """A server for connections another process accepted (``dicom.netseam.pool``); it binds nothing.
 
         ``on_closed`` is called exactly once when each connection is done, however it ended.
         """
@@ -257,18 +262,10 @@ class Listener:
             finally:
                 on_closed()
 
-        server = self._ae.make_server(self.address, evt_handlers=self._event_handlers(),
-                                      ssl_context=self.config.ssl_context, server_class=HandedOverServer)
-        server.on_closed = closed
-        # A member admits what the pool admits: the pool's count (``refuse_next_from``) ends
-        # with each connection, while pynetdicom's lasts as long as the association's thread,
-        # which can outlive its connection by the ACSE timeout (a failed TLS handshake leaves
-        # it waiting for an A-ASSOCIATE-RQ) and would refuse connections the pool let in.
-        self._ae.maximum_associations = sys.maxsize
-        server.bind(evt.EVT_CONN_CLOSE, lambda event: server.closed(event.assoc))
-        self._ae._servers.append(server)
-        self._server = server
-        return server
+        # The pool keeps the association limit for all members (``refuse_next_from``).
+        self._server = serve_handed_over(self._ae, self.address, evt_handlers=self._event_handlers(),
+                                         ssl_context=self.config.ssl_context, on_closed=closed)
+        return self._server
 
     def refuse_next_from(self, address: tuple[str, int]) -> None:
         """Reject the association that the connection from ``address`` requests: over the limit."""

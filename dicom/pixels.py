@@ -1,7 +1,8 @@
 """Pixels → model input: one DICOM image becomes the 16-bit grayscale PNG CXR Foundation eats.
 
-Follows Google's serving chain (``data_processing_lib.process_xray_image_to_tf_example``,
-MODELS.md A3 variant 2) step by step, each step a pure numpy function:
+Follows the DICOM branch of Google's serving chain for CXR Foundation
+(``data_processing_lib.process_xray_image_to_tf_example``, not the Hugging Face quick-start's
+``png_to_tfexample``) step by step, each step a pure numpy function:
 
     ds.pixel_array → apply_modality_lut → apply_window (if WindowCenter/Width)
     → invert_monochrome1 (if MONOCHROME1) → shift_to_unsigned → rescale_dynamic_range

@@ -1,4 +1,4 @@
-"""One member process of the DICOM listener pool (``dicom.pool``), started by ``radtriage serve``.
+"""One member process of the DICOM listener pool (``dicom.netseam.pool``), started by ``radtriage serve``.
 
     python -m radtriage.listener_member --channel-fd FD [--config FILE]
 
@@ -13,7 +13,7 @@ import signal
 import socket
 
 from db.session import make_engine, make_session_factory
-from dicom.pool import serve_member
+from dicom.netseam import serve_member
 from radtriage import logs
 from radtriage.listening import build_listener
 from radtriage.settings import load_settings

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom.access import parse_allowed, server_tls_context
 from dicom.errors import AccessConfigError
 from dicom.listener import Listener, ListenerConfig, StoreHandler
-from dicom.pool import ListenerPool
+from dicom.netseam import ListenerPool
 from radtriage import metrics
 from radtriage.settings import Settings
 
@@ -38,11 +38,14 @@ def listener_config(s: Settings) -> ListenerConfig:
         allowed=parse_allowed(s.dicom_allowed_aes), allow_any=s.dicom_allow_any, ssl_context=tls,
         max_associations=s.dicom_max_associations, acse_timeout=s.dicom_acse_timeout,
         dimse_timeout=s.dicom_dimse_timeout, network_timeout=s.dicom_network_timeout,
+        plain_pynetdicom=s.dicom_plain_pynetdicom,
     )
 
 
 def listener_processes(s: Settings) -> int:
-    """``dicom_listener_processes``, with 0 meaning one per CPU core (at most 8)."""
+    """``dicom_listener_processes``, with 0 meaning one per CPU core (at most 8); 1 for plain pynetdicom."""
+    if s.dicom_plain_pynetdicom:
+        return 1  # the pool hands connections over through the seam plain pynetdicom avoids
     if s.dicom_listener_processes:
         return s.dicom_listener_processes
     # The cores this process may run on (a container's CPU set), where the OS can tell.

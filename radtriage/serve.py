@@ -19,7 +19,7 @@ from db.worklist import queue_depths, status_counts
 from dicom.access import is_loopback
 from dicom.assembler import Assembler
 from dicom.errors import AccessConfigError
-from dicom.pool import ListenerPool
+from dicom.netseam import ListenerPool
 from radtriage import health, metrics
 from radtriage.api import create_api
 from radtriage.listening import build_for_serve

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
         description="Storage SOP class UIDs the listener accepts, comma-separated (default: CR, DX for presentation and for processing, Secondary Capture); others are refused at negotiation",
     )
     dicom_listener_processes: int = Field(0, ge=0, le=64, description="Listener processes sharing the DICOM port (each serves whole associations); 1: one process, threads only; 0: one per CPU core, at most 8")
+    dicom_plain_pynetdicom: bool = Field(False, description="Serve DICOM with pynetdicom's own server and sockets, in one process: no receive fast path, no listener processes (a fallback should a pynetdicom upgrade break them)")
     dicom_max_associations: int = Field(16, ge=1, description="Concurrent DICOM associations; more are rejected as a transient local limit")
     dicom_acse_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an association request or release")
     dicom_dimse_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a DIMSE message (e.g. the rest of a C-STORE)")

@@ -18,7 +18,7 @@ from db.models import Instance
 from db.session import make_engine, make_session_factory, migrate
 from dicom.access import client_tls_context
 from dicom.errors import AssociationFailed
-from dicom.pool import ListenerPool
+from dicom.netseam import ListenerPool
 from dicom.scu import echo, send_datasets
 from radtriage.listening import build_for_serve
 from radtriage.settings import Settings

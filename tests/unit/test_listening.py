@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from dicom.listener import Listener
-from dicom.pool import ListenerPool
+from dicom.netseam import ListenerPool
 from radtriage.listening import MAX_AUTO_PROCESSES, build_for_serve, listener_processes
 from radtriage.settings import Settings
 
@@ -25,3 +25,10 @@ def test_one_process_serves_in_process_and_more_make_a_pool(tmp_path):
     assert isinstance(pool, ListenerPool)
     command = pool._command(7)
     assert command[1:] == ["-m", "radtriage.listener_member", "--channel-fd", "7", "--config", "x.toml"]
+
+
+def test_plain_pynetdicom_serves_in_one_process(tmp_path):
+    s = Settings(data_dir=tmp_path, dicom_listener_processes=3, dicom_plain_pynetdicom=True)
+    assert listener_processes(s) == 1
+    listener = build_for_serve(s, sessions=None, config_file=None)
+    assert isinstance(listener, Listener) and listener.config.plain_pynetdicom

@@ -15,7 +15,7 @@ import pytest
 
 from dicom import direct_write
 from dicom.storage import content_hash, store_bytes
-from dicom.transport import BulkReadSocket, _pdv_items
+from dicom.netseam.transport import BulkReadSocket, _pdv_items
 from tests.conftest import need
 
 

@@ -180,7 +180,7 @@ class BulkReadServer(ThreadedAssociationServer):
 
 
 class HandedOverServer(BulkReadServer):
-    """Serves connections accepted by another process (``dicom.pool``): it binds nothing.
+    """Serves connections accepted by another process (``dicom.netseam.pool``): it binds nothing.
 
     ``process_request(sock, address)`` runs one connection's association in its own thread, TLS
     handshake included, exactly as a connection accepted here would run; ``on_closed`` is

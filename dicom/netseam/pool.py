@@ -19,14 +19,39 @@ import dataclasses
 import json
 import logging
 import socket
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from dicom.listener import Listener, ListenerConfig
+from dicom.netseam.transport import HandedOverServer
 
 log = logging.getLogger(__name__)
+
+
+class PoolConfig(Protocol):
+    """What the pool reads of ``dicom.listener.ListenerConfig``."""
+
+    host: str
+    port: int
+    max_associations: int
+    ssl_context: ssl.SSLContext | None
+
+    def check_exposure(self) -> None: ...
+
+
+class PoolMember(Protocol):
+    """What a member process uses of its ``dicom.listener.Listener``."""
+
+    def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer: ...
+
+    def refuse_next_from(self, address: tuple[str, int]) -> None: ...
+
+    def active_associations(self) -> int: ...
+
+    def stop(self) -> None: ...
 
 READY, CLOSED = b"ready", b"closed"
 
@@ -47,7 +72,7 @@ class ListenerPool:
 
     Parameters
     ----------
-    config : ListenerConfig
+    config : dicom.listener.ListenerConfig
         The same configuration the members build for themselves.
     processes : int
         Member processes (2 or more; one process is ``dicom.listener.Listener`` itself).
@@ -58,7 +83,7 @@ class ListenerPool:
         Seconds the members have to report ready at start.
     """
 
-    def __init__(self, config: ListenerConfig, *, processes: int, member_command: Callable[[int], list[str]],
+    def __init__(self, config: PoolConfig, *, processes: int, member_command: Callable[[int], list[str]],
                  start_timeout: float = 60.0) -> None:
         if processes < 2:
             raise ValueError("a listener pool needs at least 2 processes")
@@ -229,7 +254,7 @@ class ListenerPool:
                 member.proc.wait()
 
 
-def serve_member(listener: Listener, channel: socket.socket, *, drain_seconds: float = 30.0) -> None:
+def serve_member(listener: PoolMember, channel: socket.socket, *, drain_seconds: float = 30.0) -> None:
     """Run a pool member: serve the connections the parent passes until it stops or dies.
 
     Then the associations still open get up to ``drain_seconds`` to finish.
