@@ -14,7 +14,6 @@ from dicom.selection import choose_images, not_a_chest_radiograph
 CR = "1.2.840.10008.5.1.4.1.1.1"
 DX = "1.2.840.10008.5.1.4.1.1.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
-SAMPLES = Path(__file__).parents[2] / ".." / "shared" / "dicom_samples"
 
 
 @dataclass(frozen=True)
@@ -73,18 +72,15 @@ def test_mixed_study_scores_the_chest_and_lists_the_rest():
     assert selection.notes == ("image #7 not scored: body part KNEE is not the chest",)
 
 
-def test_real_samples_chest_versus_non_chest():
-    if not SAMPLES.is_dir():
-        pytest.skip("shared samples absent")
-
+def test_real_samples_chest_versus_non_chest(samples: Path):
     def info(path: Path) -> Info:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
         return Info(1, str(ds.get("SOPClassUID", "")), ds.get("Modality"), ds.get("BodyPartExamined"),
                     ds.get("ViewPosition"))
 
-    for path in sorted((SAMPLES / "chest").glob("*.dcm")):
+    for path in sorted((samples / "chest").glob("*.dcm")):
         assert not_a_chest_radiograph(info(path)) is None, path.name
-    refused = {p.name: not_a_chest_radiograph(info(p)) for p in (SAMPLES / "xray_nonchest").glob("*.dcm")}
+    refused = {p.name: not_a_chest_radiograph(info(p)) for p in (samples / "xray_nonchest").glob("*.dcm")}
     # The dental panorama records no body part: only a view/anatomy model could tell.
     assert {n for n, r in refused.items() if r is None} <= {"CR-ModalitySequenceLUT_dental_pano.dcm"}
-    assert "EYE" in not_a_chest_radiograph(info(SAMPLES / "edge" / "medsiglip_encapsulated_cxr_fake.dcm"))
+    assert "EYE" in not_a_chest_radiograph(info(samples / "edge" / "medsiglip_encapsulated_cxr_fake.dcm"))
