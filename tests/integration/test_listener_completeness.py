@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from common import Priority
 from db.assembly import complete_quiet_studies
+from db.backfill import complete_for_backfill
 from db.ingest import IngestOutcome, NewInstance, record_instance
 from db.models import Event, OutboxMessage, Study
 from db.session import make_engine, make_session_factory
@@ -122,3 +123,19 @@ def test_the_view_rule_can_be_turned_off(sessions):
     record(sessions, instance(uid, "frontal", expected=1), 0)
     with sessions() as session:
         assert complete_quiet_studies(session, stable_seconds=STABLE, grace_seconds=None, now=at(1)) == []
+
+
+def test_a_backfill_completes_its_studies_without_an_outbox_row(sessions):
+    queued, receiving = generate_uid(), generate_uid()
+    record(sessions, instance(queued, "lateral"), 0)
+    record(sessions, instance(receiving, "frontal"), STABLE - 1)
+    queued_id, receiving_id = study_row(sessions, queued).id, study_row(sessions, receiving).id
+    assert complete(sessions, STABLE) == [queued_id], "the other study is neither quiet nor complete by its views"
+    with sessions() as session:
+        waiting = complete_for_backfill(session, study_ids=[receiving_id, queued_id], now=at(STABLE + 0.1))
+        details = session.scalars(select(Event.detail).where(Event.stage == "complete").order_by(Event.id)).all()
+        outbox = session.scalars(select(OutboxMessage.study_id)).all()
+    assert sorted(waiting) == sorted([(queued_id, 1), (receiving_id, 1)]), "(id, revision) of all waiting"
+    assert details == ["revision 1, quiet timer", "revision 1, backfill"]
+    assert outbox == [queued_id], "the backfill triages its studies itself"
+    assert study_row(sessions, receiving).status == "queued"
