@@ -30,7 +30,7 @@ from pynetdicom.sop_class import Verification
 from sqlalchemy.orm import Session, sessionmaker
 
 from common import ACCEPTED_SOP_CLASSES
-from db.ingest import NewInstance
+from db.ingest import InstanceHeader
 from dicom import status
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
@@ -135,7 +135,7 @@ def _parsed(event: evt.Event) -> Dataset:
         raise InvalidDataset.unparsable(exc) from exc
 
 
-def _file_head(event: evt.Event, new: NewInstance) -> bytes:
+def _file_head(event: evt.Event, new: InstanceHeader) -> bytes:
     """Preamble and file meta for the received dataset bytes, naming the dataset's own UIDs."""
     meta = event.file_meta
     # Some senders' requests carry a stale Affected SOP Instance UID (from an old file meta).
