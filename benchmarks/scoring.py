@@ -105,6 +105,7 @@ def bench_whole_path(samples: dict[str, bytes], repeat: int) -> float | None:
     except ImportError:
         print("\nwhole scoring path: SKIPPED (tensorflow/transformers not installed: pip install 'radtriage[ml]')")
         return None
+    from scoring.backends import EmbedderConfig
     from scoring.heads import highest
     from scoring.triage import Triager
     from scoring.urgency import assess, load_policy
@@ -114,7 +115,7 @@ def bench_whole_path(samples: dict[str, bytes], repeat: int) -> float | None:
         model_dir = build_cxr_foundation_standin(Path(folder))
         policy = load_policy()
         started = time.perf_counter()
-        triager = Triager(model_dir, None, policy)
+        triager = Triager.load(EmbedderConfig(cxr_foundation_dir=model_dir), policy)
         load_seconds = time.perf_counter() - started
         backend = triager.backend
         clock: dict[str, float] = defaultdict(float)

@@ -9,23 +9,10 @@ import sys
 
 import click
 
-from radtriage.settings import Settings, load_settings
-
-_config_option = click.option(
-    "--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="TOML settings file (environment variables still win). Default: $RADTRIAGE_CONFIG.",
-)
-
-
-def _settings(config_file: str | None) -> Settings:
-    try:
-        settings = load_settings(config_file)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
-    # Offline by design: models load from local folders or the local Hugging Face cache only,
-    # unless the operator explicitly sets HF_HUB_OFFLINE=0.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return settings
+from radtriage.cli_backfill import backfill
+from radtriage.cli_dicom import echo, send
+from radtriage.cli_options import config_option, load_cli_settings
+from radtriage.cli_probe import probe
 
 
 @click.group()
@@ -35,7 +22,7 @@ def main() -> None:
 
 
 @main.command()
-@_config_option
+@config_option
 @click.option("--markdown", is_flag=True, help="Print every setting with its default as a Markdown table instead")
 def config(config_file: str | None, markdown: bool) -> None:
     """Print the effective settings (passwords masked)."""
@@ -44,14 +31,14 @@ def config(config_file: str | None, markdown: bool) -> None:
 
         click.echo(settings_markdown())
         return
-    click.echo(json.dumps(_settings(config_file).public_view(), indent=2))
+    click.echo(json.dumps(load_cli_settings(config_file).public_view(), indent=2))
 
 
 @main.command()
-@_config_option
+@config_option
 def serve(config_file: str | None) -> None:
     """Run the daemon: DICOM listener, worklist API, metrics and a triage worker."""
-    settings = _settings(config_file)
+    settings = load_cli_settings(config_file)
     from radtriage import logs
 
     logs.configure(settings.log_level)
@@ -75,7 +62,7 @@ def serve(config_file: str | None) -> None:
 
 
 @main.command()
-@_config_option
+@config_option
 @click.option("--queues", default="triage", show_default=True, help="Comma-separated queues to consume")
 @click.option("--pool", default="solo", show_default=True, help="Celery pool (solo: one model per process)")
 @click.option("--concurrency", default=1, show_default=True, help="Processes for the prefork pool")
@@ -83,7 +70,7 @@ def serve(config_file: str | None) -> None:
               help="Serve this worker's Prometheus metrics on this port (when not supervised by serve)")
 def worker(config_file: str | None, queues: str, pool: str, concurrency: int, metrics_port: int | None) -> None:
     """Run a Celery worker for the triage or draft queue (production: one per host or GPU)."""
-    settings = _settings(config_file)
+    settings = load_cli_settings(config_file)
     if metrics_port is not None:
         # Prefork children count into files that this process serves; set before the
         # first import of prometheus_client.
@@ -125,27 +112,18 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
 
 
 @main.command()
-@_config_option
+@config_option
 def migrate(config_file: str | None) -> None:
     """Create or upgrade the worklist database schema."""
     from db.session import make_engine
     from db.session import migrate as run_migrations
 
-    run_migrations(make_engine(_settings(config_file).effective_database_url))
+    run_migrations(make_engine(load_cli_settings(config_file).effective_database_url))
     click.echo("database is at the newest schema")
 
 
-from radtriage.cli_backfill import backfill  # noqa: E402  (commands defined in their own modules)
-
-main.add_command(backfill)
-from radtriage.cli_probe import probe  # noqa: E402
-
-main.add_command(probe)
-
-from radtriage.cli_dicom import echo, send  # noqa: E402
-
-main.add_command(echo)
-main.add_command(send)
+for command in (backfill, probe, echo, send):  # defined in their own modules
+    main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -6,33 +6,23 @@ from pathlib import Path
 
 import click
 
+from radtriage.cli_options import config_option, load_cli_settings, progress_bars
+
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--from-list", "list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A text file with one path per line (added to PATHS)")
 @click.option("--dry-run", is_flag=True, help="Only read and classify the files; store and triage nothing")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="TOML settings file (environment variables still win)")
+@config_option
 def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, config_file: str | None) -> None:
     """Triage existing DICOM files as if the PACS had pushed them (resumable)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from db.session import make_engine, migrate
-    from radtriage.cli import _settings
     from radtriage.logs import configure
     from worker import backfill as runner
     from worker.context import WorkerContext
 
-    settings = _settings(config_file)
+    settings = load_cli_settings(config_file)
     configure("WARNING")
     targets = list(paths)
     if list_file is not None:
@@ -42,20 +32,10 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(make_engine(settings.effective_database_url))
 
-    console = Console(stderr=True)
-    # Count, percentage with rate, and time left for each phase.
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(show_speed=True), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-
-        def progress(items, label, total):
-            task = bar.add_task(label, total=total)
-            for item in items:
-                yield item
-                bar.advance(task)
-
+    # One bar per phase: count, percentage with rate, and time left.
+    with progress_bars() as bars:
         try:
-            summary = runner.run(WorkerContext(settings), targets, dry_run=dry_run, progress=progress)
+            summary = runner.run(WorkerContext(settings), targets, dry_run=dry_run, progress=bars.track)
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
     _print(summary, dry_run)

@@ -1,7 +1,7 @@
 """``radtriage probe train`` / ``radtriage probe evaluate``: site-trained finding heads and their evaluation.
 
 Wiring only: labels and embeddings come from ``scoring.probe_data`` (or DICOM files through
-``dicom.pixels`` and the configured embedder), training from ``scoring.probe``, scoring
+``worker.embed_files`` and the configured embedder), training from ``scoring.probe``, scoring
 from ``scoring.heads.HeadSet`` (the worker's own code path), metrics from
 ``scoring.evaluation``. ML libraries are imported only when a model must be loaded.
 """
@@ -9,22 +9,16 @@ from ``scoring.heads.HeadSet`` (the worker's own code path), metrics from
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
 
-from radtriage.settings import Settings, load_settings
+from radtriage.cli_options import config_option, load_cli_settings, progress_bars
+from radtriage.settings import Settings, embedder_config
 
-T = TypeVar("T")
-
-_config_option = click.option(
-    "--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="TOML settings file (environment variables still win). Default: $RADTRIAGE_CONFIG.",
-)
 _PATH = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -41,7 +35,7 @@ def _inputs(func):
                      help="Also write the embeddings made from --dicom to this .npz, to reuse them."),
         click.option("--heads-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Trained heads folder (default: the heads_dir setting)."),
-        _config_option,
+        config_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -67,7 +61,7 @@ def train(labels: Path, embeddings: Path | None, dicom: Path | None, id_column: 
     """Train one head per labelled finding and save it where the worker loads heads from."""
     from scoring.probe import train_head
 
-    settings = _settings(config_file)
+    settings = load_cli_settings(config_file)
     table, embedded = _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_embeddings)
     heads_dir = _heads_dir(settings, heads_dir)
     policy_names = {r.name for r in _policy(settings).rules}
@@ -77,10 +71,11 @@ def train(labels: Path, embeddings: Path | None, dicom: Path | None, id_column: 
             click.echo(f"{name}: skipped (needs at least 2 positive and 2 negative images, has {int(y.sum())}/{int(y.size - y.sum())})")
             continue
         embedder = next(iter(embedded.values())).model
-        with _bar(total=folds + 1, desc=f"training {name}") as bar:
+        with progress_bars(transient=True) as bars:
             head = train_head(name, x, y, embedder=embedder, architecture=architecture,
                               target_sensitivity=target_sensitivity, folds=folds, seed=seed,
-                              progress=lambda: bar.update(1), extra_metadata={"labels_file": labels.name})
+                              progress=bars.counter(f"training {name}", folds + 1),
+                              extra_metadata={"labels_file": labels.name})
         path = head.save(heads_dir)
         m = head.metadata
         click.echo(
@@ -111,7 +106,7 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
     from scoring.heads import HeadSet
     from scoring.trained_heads import load_heads
 
-    settings = _settings(config_file)
+    settings = load_cli_settings(config_file)
     policy = _policy(settings)
     table, embedded = _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_embeddings)
     embedder = next(iter(embedded.values())).model
@@ -125,7 +120,8 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
         raise click.ClickException("nothing to evaluate: no labelled finding has a head")
     heads = HeadSet([r.finding for r in rules], prompts, trained)
     ids = [i for i in table.ids if i in embedded]
-    scores = {i: heads.score(embedded[i]) for i in _bar(ids, desc="scoring")}
+    with progress_bars(transient=True) as bars:
+        scores = {i: heads.score(embedded[i]) for i in bars.track(ids, "scoring")}
     results = []
     for rule in rules:
         rows, y = table.known(rule.name)
@@ -152,13 +148,6 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _settings(config_file: str | None) -> Settings:
-    try:
-        return load_settings(config_file)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
-
-
 def _policy(settings: Settings) -> Any:
     from scoring.errors import PolicyError
     from scoring.urgency import load_policy
@@ -170,9 +159,9 @@ def _policy(settings: Settings) -> Any:
 
 
 def _heads_dir(settings: Settings, override: Path | None) -> Path:
-    from scoring.backends import EmbedderConfig, default_heads_dir
+    from scoring.backends import default_heads_dir
 
-    return override or default_heads_dir(EmbedderConfig.from_settings(settings))
+    return override or default_heads_dir(embedder_config(settings))
 
 
 def _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_embeddings):
@@ -200,31 +189,20 @@ def _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_
 
 
 def _embed_dicom(settings: Settings, folder: Path, ids: Sequence[str]) -> dict[str, Any]:
-    """Embed each labelled DICOM file with the configured embedder (one image per call)."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from dicom.errors import UnscorableImage
-    from dicom.pixels import to_model_png
-    from scoring.backends import EmbedderConfig, load_backend
-    from scoring.errors import ModelUnavailable, ScoringError
+    """Embed each labelled DICOM file with the configured embedder; say which could not be."""
+    from scoring.errors import ModelUnavailable
+    from worker.embed_files import embed_files
 
     try:
-        backend = load_backend(EmbedderConfig.from_settings(settings))
+        with progress_bars(transient=True) as bars:
+            result = embed_files(embedder_config(settings), folder, ids, progress=bars.track)
     except ModelUnavailable as exc:
         raise click.ClickException(f"cannot embed DICOM files: {exc.reason}") from exc
-    embedded, refused = {}, 0
-    for row, image_id in enumerate(_bar(ids, desc="embedding"), start=2):
-        try:
-            png = to_model_png(pydicom.dcmread(folder / image_id, force=True))
-            embedded[image_id] = backend.embed_image(png)
-        except (OSError, InvalidDicomError, UnscorableImage, ScoringError) as exc:
-            refused += 1
-            reason = getattr(exc, "reason", type(exc).__name__)
-            click.echo(f"row {row}: not embedded ({reason})", err=True)
-    if refused:
-        click.echo(f"{refused} image(s) could not be embedded", err=True)
-    return embedded
+    for index, reason in result.refused:
+        click.echo(f"row {index + 2}: not embedded ({reason})", err=True)  # row 1 is the CSV header
+    if result.refused:
+        click.echo(f"{len(result.refused)} image(s) could not be embedded", err=True)
+    return result.embeddings
 
 
 def _prompt_embeddings(settings: Settings, rules, text_embeddings: Path | None, embedder: str) -> dict:
@@ -240,11 +218,11 @@ def _prompt_embeddings(settings: Settings, rules, text_embeddings: Path | None, 
             if r.name not in found:
                 click.echo(f"{r.name}: skipped (its prompts are not in {text_embeddings.name})")
         return found
-    from scoring.backends import EmbedderConfig, load_backend
+    from scoring.backends import load_backend
     from scoring.errors import ModelUnavailable
     from scoring.heads import embed_prompts
 
-    config = EmbedderConfig.from_settings(settings)
+    config = embedder_config(settings)
     try:
         backend = load_backend(config)
     except ModelUnavailable as exc:
@@ -271,31 +249,3 @@ def _print_table(results) -> None:
         spec = "  n/a" if math.isnan(e.specificity) else f"{e.specificity:5.2f}"
         click.echo(f"{e.finding:22} {e.head:9} {e.n_positive:5d} {e.n_negative:5d}  "
                    f"{e.auc:.3f} ({e.auc_ci_low:.3f}–{e.auc_ci_high:.3f})      {e.threshold:9.3f}  {sens} {spec}")
-
-
-class _NoBar:
-    """Stand-in when tqdm is absent: iterates and ignores updates."""
-
-    def __init__(self, iterable: Iterable[Any] | None = None, **_: Any) -> None:
-        self._iterable = iterable or ()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._iterable)
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        return None
-
-    def update(self, _n: int = 1) -> None:
-        return None
-
-
-def _bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
-    """A tqdm progress bar on stderr (a silent stand-in without tqdm)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar(iterable, **kwargs)
-    return tqdm(iterable, file=sys.stderr, leave=False, **kwargs)

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from db.session import ping
-from radtriage.settings import Settings
-from scoring.backends import EmbedderConfig, missing_for
+from radtriage.settings import Settings, embedder_config
+from scoring.backends import missing_for
 
 Check = Callable[[], dict[str, Any]]
 
@@ -27,7 +27,7 @@ def database_check(engine: Engine) -> Check:
 
 def model_check(settings: Settings) -> Check:
     """The triage embedder's weights (CXR Foundation or MedSigLIP), checked without loading."""
-    config = EmbedderConfig.from_settings(settings)
+    config = embedder_config(settings)
     where = (str(settings.cxr_foundation_dir.resolve()) if config.embedder == "cxr_foundation"
              else settings.medsiglip_model)
 

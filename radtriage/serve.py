@@ -23,9 +23,9 @@ from dicom.netseam import ListenerPool
 from radtriage import health, metrics
 from radtriage.api import create_api
 from radtriage.listening import build_for_serve
-from radtriage.settings import Settings
+from radtriage.settings import Settings, embedder_config
 from radtriage.supervisor import WorkerSupervisor
-from scoring.backends import EmbedderConfig, missing_for
+from scoring.backends import missing_for
 from worker.app import create_app
 from worker.context import WEIGHTS_HINT, medgemma_missing
 from worker.export import SrExporter
@@ -73,7 +73,7 @@ class Daemon:
         migrate(self.engine)
         self.sessions = make_session_factory(self.engine)
 
-        config = EmbedderConfig.from_settings(s)
+        config = embedder_config(s)
         missing = missing_for(config)
         if missing:
             hint = WEIGHTS_HINT if config.embedder == "cxr_foundation" else "MedSigLIP weights not found (see README)."

@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -18,6 +18,9 @@ from pydantic_settings import (
 )
 
 from common import ACCEPTED_SOP_CLASSES
+
+if TYPE_CHECKING:
+    from scoring.backends import EmbedderConfig
 
 CONFIG_ENV = "RADTRIAGE_CONFIG"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII minus backslash
@@ -196,6 +199,19 @@ class Settings(BaseSettings):
             shown[key] = mask_url(shown[key])
         shown["database_url (effective)"] = mask_url(self.effective_database_url)
         return shown
+
+
+def embedder_config(settings: Settings) -> EmbedderConfig:
+    """The triage embedder's config for ``scoring`` (which knows nothing of :class:`Settings`)."""
+    from scoring.backends import EmbedderConfig  # lazy: reading settings loads no scoring code
+
+    return EmbedderConfig(
+        embedder=settings.embedder,
+        cxr_foundation_dir=settings.cxr_foundation_dir,
+        vocab_path=settings.vocab_path,
+        medsiglip_model=settings.medsiglip_model,
+        heads_dir=settings.heads_dir,
+    )
 
 
 def settings_markdown() -> str:

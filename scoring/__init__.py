@@ -9,7 +9,7 @@ from scoring.embedding import ImageEmbedding
 from scoring.errors import ModelUnavailable, PolicyError, ScoringError
 from scoring.heads import FindingScores, HeadSet
 from scoring.trained_heads import TrainedHead, load_heads
-from scoring.triage import Triager, build_triager
+from scoring.triage import Triager
 from scoring.urgency import Assessment, Policy, assess, load_policy
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "TrainedHead",
     "Triager",
     "assess",
-    "build_triager",
     "load_heads",
     "load_policy",
     "missing_parts",

@@ -18,7 +18,7 @@ __all__ = ["EMBEDDERS", "EmbedderConfig", "default_heads_dir", "load_backend", "
 
 @dataclass(frozen=True, slots=True)
 class EmbedderConfig:
-    """Where an embedder's weights are (a settings-like view; see :meth:`from_settings`)."""
+    """Which embedder, and where its weights and trained heads are (built by ``radtriage`` from its settings)."""
 
     embedder: str = "cxr_foundation"
     cxr_foundation_dir: Path = Path("models/cxr-foundation")
@@ -29,17 +29,6 @@ class EmbedderConfig:
     def __post_init__(self) -> None:
         if self.embedder not in EMBEDDERS:
             raise ValueError(f"embedder must be one of {', '.join(EMBEDDERS)}, got {self.embedder!r}")
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "EmbedderConfig":
-        """Read the fields from ``radtriage.settings.Settings`` (or any object with them)."""
-        return cls(
-            embedder=getattr(settings, "embedder", "cxr_foundation"),
-            cxr_foundation_dir=Path(settings.cxr_foundation_dir),
-            vocab_path=getattr(settings, "vocab_path", None),
-            medsiglip_model=str(getattr(settings, "medsiglip_model", "google/medsiglip-448")),
-            heads_dir=getattr(settings, "heads_dir", None),
-        )
 
 
 def default_heads_dir(config: EmbedderConfig) -> Path:

@@ -1,8 +1,9 @@
 """CXR Foundation back-end: 16-bit PNG → ELIXR-C → Q-Former → image tokens; prompt → text embedding.
 
 Loads Google's two TF SavedModels (``elixr-c-v2-pooled``, ``pax-elixr-b-text``) from a local
-folder and calls them the way Google's serving code does (MODELS.md A2–A4): one image a
-call, keyword arguments, zero text for image calls and a zero image for text calls.
+folder and calls them the way Google's serving code does (``predictor.py`` in
+Google-Health/cxr-foundation): one image a call, keyword arguments, zero text for image
+calls and a zero image for text calls.
 tensorflow is imported only inside :meth:`CxrFoundation.load`, so :func:`missing_parts`
 serves the daemon's health check without ML libraries.
 """

@@ -11,14 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from common import Priority
 
-if TYPE_CHECKING:  # pragma: no cover
-    from scoring.urgency import Policy
-
-__all__ = ["CriticalTerm", "escalate_from_draft", "parse_drafts_table"]
+__all__ = ["CriticalTerm", "DraftPolicy", "escalate_from_draft", "parse_drafts_table"]
 
 _DRAFT_KEYS = {"escalate_on_draft_critical", "critical_terms"}
 _MAX_TERM = 64
@@ -55,6 +52,16 @@ class CriticalTerm:
     def pattern(self) -> re.Pattern[str]:
         words = (re.escape(w) for w in self.term.split())
         return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
+
+
+class DraftPolicy(Protocol):
+    """What escalation reads of ``scoring.urgency.Policy`` (a protocol, so this module needs not import it)."""
+
+    @property
+    def escalate_on_draft_critical(self) -> bool: ...
+
+    @property
+    def draft_critical_terms(self) -> tuple[CriticalTerm, ...]: ...
 
 
 def parse_drafts_table(table: Mapping[str, Any]) -> tuple[bool, tuple[CriticalTerm, ...]]:
@@ -94,7 +101,7 @@ def parse_drafts_table(table: Mapping[str, Any]) -> tuple[bool, tuple[CriticalTe
 
 
 def escalate_from_draft(
-    draft_text: str, current: Priority | str, policy: "Policy"
+    draft_text: str, current: Priority | str, policy: DraftPolicy
 ) -> tuple[Priority, tuple[str, ...]]:
     """The priority a draft's critical terms call for, never below ``current``.
 
@@ -104,8 +111,9 @@ def escalate_from_draft(
         The generated draft (findings and impression, or the raw answer).
     current : Priority or str
         The study's priority now (ordered or already raised by triage).
-    policy : Policy
-        Supplies ``escalate_on_draft_critical`` and ``draft_critical_terms``.
+    policy : DraftPolicy
+        Supplies ``escalate_on_draft_critical`` and ``draft_critical_terms`` (a
+        ``scoring.urgency.Policy``).
 
     Returns
     -------

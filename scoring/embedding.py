@@ -62,7 +62,7 @@ class ImageEmbedding:
         """Mean of the contrastive tokens (float32 (d,)): the input of trained heads.
 
         The reference data-efficient classifier pools the 32×128 tokens the same way
-        (``GlobalAveragePooling1D``, MODELS.md A4).
+        (``GlobalAveragePooling1D`` in Google's ``train_data_efficient_classifier`` notebook).
         """
         return self.contrastive.mean(axis=0, dtype=np.float64).astype(np.float32)
 

@@ -1,6 +1,6 @@
 """Finding heads: image embedding → one score per finding, zero-shot or from a trained head.
 
-Google's zero-shot recipe (MODELS.md A4, notebook ``classify_images_with_natural_language``):
+Google's zero-shot recipe (notebook ``classify_images_with_natural_language`` of Google-Health/cxr-foundation):
 ``sim(t) = max_i cos(img[i], t)`` over the 32 contrastive image tokens and
 ``score = sim(positive prompt) - sim(negative prompt)``; no softmax. Scores are therefore
 uncalibrated differences of cosines, roughly in [-1, 1]; thresholds live in the policy.
@@ -23,7 +23,6 @@ from scoring.errors import ScoringError
 from scoring.trained_heads import TrainedHead
 
 __all__ = [
-    "DEFAULT_FINDINGS",
     "Finding",
     "FindingScores",
     "HeadSet",
@@ -51,18 +50,6 @@ class Finding:
             raise ValueError(f"finding name must be a lower-case identifier, got {self.name!r}")
         if not self.prompt_positive.strip() or not self.prompt_negative.strip():
             raise ValueError(f"finding {self.name!r} needs a non-empty positive and negative prompt")
-
-
-# The first four pairs are Google's own (MODELS.md A4); the rest follow the same pattern.
-DEFAULT_FINDINGS: tuple[Finding, ...] = (
-    Finding("pneumothorax", "small pneumothorax", "no pneumothorax"),
-    Finding("pleural_effusion", "large pleural effusion", "no pleural effusion"),
-    Finding("airspace_opacity", "Airspace Opacity", "no evidence of airspace disease"),
-    Finding("pulmonary_edema", "moderate pulmonary edema", "no pulmonary edema"),
-    Finding("cardiomegaly", "cardiomegaly", "normal heart size"),
-    Finding("pneumoperitoneum", "free air under the diaphragm", "no free air under the diaphragm"),
-    Finding("widened_mediastinum", "widened mediastinum", "normal mediastinum"),
-)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

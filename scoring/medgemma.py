@@ -9,17 +9,15 @@ float32). torch and transformers are imported only in :meth:`MedGemmaDrafter.loa
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from common import DISCLAIMER
+from scoring import hub
 from scoring.draft_prompt import (
     PROMPT_VERSION,
     build_messages,
@@ -33,9 +31,6 @@ __all__ = ["DEFAULT_MODEL", "Draft", "MedGemmaDrafter", "missing_model"]
 DEFAULT_MODEL = "google/medgemma-1.5-4b-it"
 DEFAULT_MAX_NEW_TOKENS = 300
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-_TRUE = {"1", "ON", "YES", "TRUE"}
-_SNAPSHOT = re.compile(r"[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,44 +88,18 @@ class Draft:
         )
 
 
-def missing_model(model: str | os.PathLike[str], *, cache_dir: Path | None = None) -> str | None:
+def missing_model(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> str | None:
     """Why MedGemma cannot be loaded, cheaply (no torch); None when it looks usable.
 
-    A string naming an existing path, or not shaped like ``owner/name``, is a local folder
-    and needs ``config.json``. A hub id needs ``config.json`` in the local Hugging Face
-    cache when ``HF_HUB_OFFLINE`` is set; online, an uncached id counts as usable (the
-    download happens at load time and its failure is reported then).
-
-    Parameters
-    ----------
-    model : str or path
-        Folder or hub id (``RADTRIAGE_MEDGEMMA_MODEL``).
-    cache_dir : Path, optional
-        Hugging Face hub cache; default ``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or
-        ``~/.cache/huggingface/hub``, read at call time.
+    See :func:`scoring.hub.missing_model`: a folder needs ``config.json``; a hub id needs it
+    in the local Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``) when offline.
 
     Returns
     -------
     str or None
         A PHI-free reason for ``/healthz`` and the log, or None.
     """
-    name = os.fspath(model)
-    path = Path(name).expanduser()
-    if path.exists() or not _HUB_ID.match(name):
-        if not path.is_dir():
-            return f"MedGemma model folder {path} does not exist"
-        if not (path / "config.json").is_file():
-            return f"MedGemma model folder {path} has no config.json"
-        return None
-    if not _offline():
-        return None
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(name, "config.json", cache_dir=str(cache_dir or _hub_cache()))
-    if isinstance(found, str):
-        return None
-    # "owner/name" may also be a relative folder that is not there: say both.
-    return f"MedGemma {name}: no such folder, and not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"
+    return hub.missing_model("MedGemma", model, cache_dir=cache_dir)
 
 
 class MedGemmaDrafter:
@@ -212,26 +181,21 @@ class MedGemmaDrafter:
         reason = missing_model(model)
         if reason:
             raise ModelUnavailable(reason)
-        try:
-            import torch
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-        except ImportError as exc:
-            raise ModelUnavailable(f"MedGemma needs torch and transformers ({exc.name} missing)") from exc
+        torch, transformers = hub.import_ml("MedGemma")
         name = os.fspath(model)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = torch.float32 if device == "cpu" else torch.bfloat16
         elif isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        local_only = _offline()
+        processor = hub.load_pretrained("MedGemma", transformers.AutoProcessor, name)
+        net = hub.load_pretrained("MedGemma", transformers.AutoModelForImageTextToText, name, dtype=dtype)
         try:
-            processor = AutoProcessor.from_pretrained(name, local_files_only=local_only)
-            net = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, local_files_only=local_only)
             net = net.to(device).eval()
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. not enough device memory
             raise ModelUnavailable(f"MedGemma failed to load from {name} ({type(exc).__name__})") from exc
         return cls(
-            net, processor, model_id=_model_id(name), model_version=_model_version(name),
+            net, processor, model_id=hub.model_id(name), model_version=hub.model_version(name),
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
         )
 
@@ -341,43 +305,3 @@ def _stop_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
     if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
         ids.append(end_of_turn)
     return tuple(dict.fromkeys(i for i in ids if isinstance(i, int)))
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
-
-
-def _model_id(name: str) -> str:
-    """The hub id as given, or a local folder's name (a path says little and may be long)."""
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        return name
-    resolved = path.resolve()
-    if _SNAPSHOT.search(str(resolved)) and resolved.parents[1].name.startswith("models--"):
-        return resolved.parents[1].name.removeprefix("models--").replace("--", "/", 1)
-    return resolved.name
-
-
-def _model_version(name: str) -> str:
-    """The hub commit the weights came from, else a short hash of the folder's config.json."""
-    path = Path(name).expanduser()
-    config: Path | None = path / "config.json" if path.is_dir() else None
-    if config is None:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(name, "config.json", cache_dir=str(_hub_cache()))
-        config = Path(found) if isinstance(found, str) else None
-    if config is None or not config.is_file():
-        return "unknown"
-    # Not resolve(): cached files are symlinks into blobs/, the snapshot folder names the commit.
-    match = _SNAPSHOT.search(os.path.abspath(config.parent) + os.sep)
-    if match:
-        return match.group(1)
-    return "config-sha256:" + hashlib.sha256(config.read_bytes()).hexdigest()[:12]

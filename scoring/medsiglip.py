@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import io
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scoring import hub
 from scoring.embedding import ImageEmbedding
 from scoring.errors import ModelUnavailable, ScoringError
 
@@ -32,33 +31,18 @@ __all__ = ["DEFAULT_MODEL", "MODEL_NAME", "MedSiglip", "missing_parts"]
 DEFAULT_MODEL = "google/medsiglip-448"
 MODEL_NAME = "medsiglip"  # ImageEmbedding.model, score rows, heads/<name>/
 TEXT_LENGTH = 64  # SigLIP's text length; prompts are padded to it as in training
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 _TEXT_CACHE_LIMIT = 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def missing_parts(model: str | os.PathLike[str]) -> list[str]:
+def missing_parts(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """What is missing for MedSigLIP to load, in words (empty = looks usable); no torch.
 
-    A local folder needs ``config.json``; a hub id needs it in the local Hugging Face
-    cache when ``HF_HUB_OFFLINE`` is set (online, the download happens at load time).
+    See :func:`scoring.hub.missing_model`: a folder needs ``config.json``; a hub id needs it
+    in the local Hugging Face cache (``cache_dir``, default ``HF_HUB_CACHE``) when offline.
     """
-    name = os.fspath(model)
-    path = Path(name).expanduser()
-    if path.exists() or not _HUB_ID.match(name):
-        if not path.is_dir():
-            return [f"MedSigLIP model folder {path} does not exist"]
-        return [] if (path / "config.json").is_file() else [f"MedSigLIP model folder {path} has no config.json"]
-    if not _offline():
-        return []
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return ["huggingface_hub is not installed (pip install 'radtriage[ml]')"]
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
-        return []
-    return [f"MedSigLIP {name} is not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"]
+    reason = hub.missing_model("MedSigLIP", model, cache_dir=cache_dir)
+    return [reason] if reason else []
 
 
 class MedSiglip:
@@ -84,17 +68,9 @@ class MedSiglip:
         missing = missing_parts(model)
         if missing:
             raise ModelUnavailable("MedSigLIP is unavailable: " + "; ".join(missing))
-        try:
-            import torch
-            from transformers import AutoModel, AutoProcessor
-        except ImportError as exc:
-            raise ModelUnavailable("torch/transformers are not installed (pip install 'radtriage[ml]')") from exc
-        name = os.fspath(model)
-        try:
-            processor = AutoProcessor.from_pretrained(name, local_files_only=_offline())
-            net = AutoModel.from_pretrained(name, local_files_only=_offline())
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailable(f"MedSigLIP could not be loaded ({type(exc).__name__})") from exc
+        torch, transformers = hub.import_ml("MedSigLIP")
+        processor = hub.load_pretrained("MedSigLIP", transformers.AutoProcessor, model)
+        net = hub.load_pretrained("MedSigLIP", transformers.AutoModel, model)
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(net, method):
                 raise ModelUnavailable(f"{type(net).__name__} is not a SigLIP-style model (no {method})")
@@ -172,6 +148,3 @@ def _l2(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

@@ -1,7 +1,8 @@
 """Training a finding head on labelled embeddings: logistic regression or the reference small MLP.
 
 Input is the pooled contrastive embedding (``ImageEmbedding.pooled``), as in Google's
-data-efficient classifier (MODELS.md A4). The operating threshold is chosen on
+data-efficient classifier (notebook ``train_data_efficient_classifier`` of
+Google-Health/cxr-foundation). The operating threshold is chosen on
 out-of-fold predictions of a stratified k-fold cross-validation (the highest threshold
 that still reaches the target sensitivity), so it is not flattered by the training fit;
 the head itself is then fitted on all the data.

@@ -1,6 +1,7 @@
 """Text → Q-Former inputs: BERT-uncased WordPiece ids and paddings, as Google's code builds them.
 
-Reference (MODELS.md A4; ``predictor._run_tokenizer`` and the HF quick-start): TF-Hub
+Reference: Google's serving code (``predictor.py`` in Google-Health/cxr-foundation,
+``_run_tokenizer``) and the model card's quick-start: TF-Hub
 ``bert_en_uncased_preprocess`` with ``seq_length=128`` on ``text.lower()``, then
 ``paddings = 1 - input_mask`` and every ``[SEP]`` (id 102) zeroed with padding 1.0, shaped
 ``[1, 1, 128]``. Offline we rebuild the same with ``transformers.BertTokenizer`` over the

@@ -9,19 +9,17 @@ so stored embeddings can be rescored (``triager.heads.score_bytes``) under new h
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from scoring.backends import EmbedderConfig, default_heads_dir, load_backend
-from scoring.cxr_foundation import CxrFoundation
 from scoring.embedding import ImageEmbedding
 from scoring.heads import FindingScores, HeadSet, PromptEmbeddings, embed_prompts
 from scoring.trained_heads import TrainedHead, load_heads
 from scoring.urgency import Policy
 
-__all__ = ["EmbeddingBackend", "Triager", "build_triager"]
+__all__ = ["EmbeddingBackend", "Triager"]
 
 
 class EmbeddingBackend(Protocol):
@@ -35,51 +33,52 @@ class EmbeddingBackend(Protocol):
 
 
 class Triager:
-    """An embedder + the policy's heads, loaded once per worker process.
+    """An embedder + the policy's heads, loaded once per worker process; build with :meth:`load`.
 
     Parameters
     ----------
-    model_dir : Path
-        Folder with the two CXR Foundation SavedModels.
-    vocab_path : Path or None
-        BERT ``vocab.txt``; None means ``model_dir / "vocab.txt"``.
+    backend : EmbeddingBackend
+        A loaded embedder (:func:`scoring.backends.load_backend`, or a stand-in).
     policy : Policy
         Supplies the findings and their prompt pairs.
-    heads_dir : Path, optional
-        Folder of trained heads (``<heads_dir>/cxr-foundation/<finding>.json``); none
-        means every finding is scored zero-shot.
+    trained : mapping of str to TrainedHead, optional
+        Trained heads by finding (those of other findings are ignored); the remaining
+        findings are scored zero-shot.
 
     Raises
     ------
-    ModelUnavailable
-        If the model cannot be loaded (the caller falls back to ordered priorities).
     ScoringError
-        If embedding a prompt fails or a trained head file is invalid.
+        If embedding a prompt fails.
     """
 
-    def __init__(self, model_dir: Path, vocab_path: Path | None, policy: Policy, heads_dir: Path | None = None) -> None:
-        backend = CxrFoundation.load(Path(model_dir), vocab_path)
-        self._init(backend, policy, load_heads(heads_dir, backend.name))
-
-    @classmethod
-    def from_backend(
-        cls, backend: EmbeddingBackend, policy: Policy, trained: Mapping[str, TrainedHead] | None = None
-    ) -> "Triager":
-        """Build around an already loaded back-end (another model, or one shared process-wide)."""
-        triager = cls.__new__(cls)
-        triager._init(backend, policy, trained or {})
-        return triager
-
-    def _init(self, backend: EmbeddingBackend, policy: Policy, trained: Mapping[str, TrainedHead]) -> None:
+    def __init__(
+        self, backend: EmbeddingBackend, policy: Policy, trained: Mapping[str, TrainedHead] | None = None
+    ) -> None:
         self.backend = backend
         self.policy = policy
         names = {f.name for f in policy.findings}
-        trained = {name: head for name, head in trained.items() if name in names}
+        trained = {name: head for name, head in (trained or {}).items() if name in names}
         # Prompt embeddings depend only on the policy: compute them once, not per image,
         # and only for the findings a trained head does not take over.
         zero_shot = [f for f in policy.findings if f.name not in trained]
         self.prompt_embeddings: PromptEmbeddings = embed_prompts(zero_shot, backend.embed_text)
         self.heads = HeadSet(policy.findings, self.prompt_embeddings, trained)
+
+    @classmethod
+    def load(cls, config: EmbedderConfig, policy: Policy) -> Triager:
+        """The configured embedder (``cxr_foundation`` | ``medsiglip``) with its trained heads.
+
+        Heads come from ``<heads_dir>/<embedder name>/`` (:func:`scoring.backends.default_heads_dir`).
+
+        Raises
+        ------
+        ModelUnavailable
+            If the embedder cannot be loaded (the caller falls back to ordered priorities).
+        ScoringError
+            If a prompt cannot be embedded or a trained head file is invalid.
+        """
+        backend = load_backend(config)
+        return cls(backend, policy, load_heads(default_heads_dir(config), backend.name))
 
     @property
     def model_name(self) -> str:
@@ -106,24 +105,3 @@ class Triager:
         """Score an embedding with the current heads (no model call)."""
         return self.heads.score(embedding)
 
-
-def build_triager(settings: Any, policy: Policy) -> Triager:
-    """The Triager the settings ask for: embedder (``cxr_foundation`` | ``medsiglip``) + heads.
-
-    Parameters
-    ----------
-    settings : radtriage.settings.Settings or EmbedderConfig
-        Reads ``embedder``, ``cxr_foundation_dir``, ``vocab_path``, ``medsiglip_model``
-        and ``heads_dir`` (default ``<cxr_foundation_dir>/heads``).
-    policy : Policy
-
-    Raises
-    ------
-    ModelUnavailable
-        If the embedder cannot be loaded.
-    ScoringError
-        If a prompt cannot be embedded or a trained head file is invalid.
-    """
-    config = settings if isinstance(settings, EmbedderConfig) else EmbedderConfig.from_settings(settings)
-    backend = load_backend(config)
-    return Triager.from_backend(backend, policy, load_heads(default_heads_dir(config), backend.name))

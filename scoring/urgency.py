@@ -20,18 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from common import Priority
-from scoring.draft_escalation import (
-    CriticalTerm,
-    escalate_from_draft,
-    parse_drafts_table,
-)
+from scoring.draft_escalation import CriticalTerm, parse_drafts_table
 from scoring.errors import PolicyError, ScoringError
 from scoring.heads import Finding, FindingScores
 
-__all__ = [
-    "DEFAULT_POLICY_PATH", "Assessment", "CriticalTerm", "FindingRule", "Policy", "assess",
-    "escalate_from_draft", "load_policy",
-]
+__all__ = ["DEFAULT_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess", "load_policy"]
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
 

@@ -89,21 +89,19 @@ class WorkerContext:
         return medgemma_missing(self.settings.medgemma_model)
 
     def _load_triager(self) -> tuple:
-        from scoring.backends import (  # embedder choice: settings.embedder
-            EmbedderConfig,
-            missing_for,
-        )
+        from radtriage.settings import embedder_config
+        from scoring.backends import missing_for
 
-        config = EmbedderConfig.from_settings(self.settings)
+        config = embedder_config(self.settings)
         label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"
         if missing_for(config):
             # How to get them is said once, by serve at start-up; here only that triage goes on without.
             log.info("%s weights not installed: triage uses the ordered priority", label)
             return None, f"{label} weights not installed"
         try:
-            from scoring.triage import build_triager
+            from scoring.triage import Triager
 
-            triager = build_triager(self.settings, self.policy)  # embedder + trained heads
+            triager = Triager.load(config, self.policy)  # embedder + trained heads
         except Exception as exc:  # a broken model must not take triage down with it
             log.error("%s failed to load (%s)", label, where(exc))
             return None, f"{label} failed to load ({type(exc).__name__})"

@@ -110,7 +110,7 @@ def _escalation(ctx: WorkerContext, job: db_drafts.DraftJob, draft):
     policy = ctx.policy
     if not getattr(policy, "escalate_on_draft_critical", False):
         return None
-    from scoring.urgency import escalate_from_draft
+    from scoring.draft_escalation import escalate_from_draft
 
     priority, reasons = escalate_from_draft(draft.raw_text, job.priority, policy)
     return (priority.value, list(reasons)) if reasons else None

@@ -30,11 +30,12 @@ def expected_assessments(files, model_dir):
     from dicom.order import ordered_priority
     from dicom.pixels import to_model_png
     from scoring.heads import highest
+    from scoring.backends import EmbedderConfig
     from scoring.triage import Triager
     from scoring.urgency import assess, load_policy
 
     policy = load_policy()
-    triager = Triager(model_dir, None, policy)
+    triager = Triager.load(EmbedderConfig(cxr_foundation_dir=model_dir), policy)
     per_study: dict[str, list] = {}
     orders: dict[str, Priority] = {}
     for path in files:

@@ -20,8 +20,8 @@ from scoring.cxr_foundation import (
     missing_parts,
 )
 from scoring.errors import ModelUnavailable, ScoringError
-from scoring.heads import DEFAULT_FINDINGS
 from scoring.urgency import assess, load_policy
+from tests.conftest import need
 from tests.standins import write_vocab
 
 SAMPLES = Path(__file__).parents[2] / ".." / "shared" / "dicom_samples"
@@ -197,7 +197,7 @@ def test_long_text_is_truncated_to_128_with_sep_removed(cxr, vocab):
 
 
 def test_default_prompts_need_no_unknown_words(cxr):
-    for finding in DEFAULT_FINDINGS:
+    for finding in load_policy().findings:
         for prompt in (finding.prompt_positive, finding.prompt_negative):
             assert cxr._tokenizer.unk_token not in cxr._tokenizer.tokens(prompt), prompt
 
@@ -224,13 +224,13 @@ def test_triager_scores_real_samples_end_to_end(cxr_foundation_dir):
     pydicom = pytest.importorskip("pydicom")
     pytest.importorskip("transformers")
     from dicom.pixels import to_model_png
+    from scoring.backends import EmbedderConfig
     from scoring.triage import Triager
 
     files = [SAMPLES / "chest" / n for n in ("CR-MONO1-10-chest.dcm", "highdicom_dx_image.dcm")]
-    if not all(f.exists() for f in files):
-        pytest.skip("shared samples absent")
+    need(all(f.exists() for f in files), "shared DICOM samples")
     policy = load_policy()
-    triager = Triager(cxr_foundation_dir, None, policy)
+    triager = Triager.load(EmbedderConfig(cxr_foundation_dir=cxr_foundation_dir), policy)
     assert set(triager.prompt_embeddings) == {r.name for r in policy.rules}
     results = [triager.score_png(to_model_png(pydicom.dcmread(f, force=True))) for f in files]
     (emb_a, scores_a), (emb_b, scores_b) = results

@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from common import Priority
+from scoring.draft_escalation import CriticalTerm, escalate_from_draft
 from scoring.errors import PolicyError
-from scoring.urgency import (
-    DEFAULT_POLICY_PATH,
-    CriticalTerm,
-    escalate_from_draft,
-    load_policy,
-)
+from scoring.urgency import DEFAULT_POLICY_PATH, load_policy
 
 
 @pytest.fixture(scope="module")

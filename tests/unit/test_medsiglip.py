@@ -10,7 +10,7 @@ from scoring.embedding import ImageEmbedding
 from scoring.errors import ModelUnavailable, ScoringError
 from scoring.medsiglip import MODEL_NAME, MedSiglip, missing_parts
 from scoring.trained_heads import Layer, TrainedHead
-from scoring.triage import build_triager
+from scoring.triage import Triager
 from scoring.urgency import assess, load_policy
 from tests.fixtures_models import medsiglip_dir  # noqa: F401  (fixture)
 
@@ -81,7 +81,7 @@ def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir
     cxr_head = TrainedHead("pneumothorax", "cxr-foundation", "logistic", np.zeros(128), np.ones(128),
                            (Layer(np.zeros((128, 1)), np.zeros(1)),), 0.5)
     cxr_head.save(tmp_path)
-    triager = build_triager(config, policy)
+    triager = Triager.load(config, policy)
     assert triager.model_name == MODEL_NAME and triager.heads.trained == {}
     embedding, scores = triager.score_png(_png(3))
     assert set(scores) == {r.name for r in policy.rules} and not any(map(scores.is_trained, scores))
@@ -89,7 +89,7 @@ def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir
     head = TrainedHead("pneumothorax", MODEL_NAME, "logistic", np.zeros(32), np.ones(32),
                        (Layer(np.zeros((32, 1)), np.array([3.0])),), 0.5)
     head.save(tmp_path)
-    triager = build_triager(config, policy)
+    triager = Triager.load(config, policy)
     again = triager.heads.score_bytes(embedding.to_bytes())
     assert again.is_trained("pneumothorax") and again["pneumothorax"] == pytest.approx(1 / (1 + np.exp(-3.0)))
     assert assess(again, "ROUTINE", policy).priority.value == "STAT"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from scoring.probe import choose_threshold, fit_logistic, fit_mlp
 from scoring.probe_data import load_embeddings, read_labels, save_embeddings
 from scoring.trained_heads import Layer, TrainedHead, load_heads
 from scoring.urgency import assess, load_policy
+from tests.conftest import need
 
 FINDING = "pneumothorax"
 
@@ -314,6 +316,20 @@ def test_probe_needs_exactly_one_embedding_source(tmp_path):
     assert result.exit_code != 0 and "exactly one of --embeddings or --dicom" in result.output
 
 
+def test_probe_dicom_keeps_the_hub_offline_like_every_command(tmp_path, monkeypatch):
+    # Set, then removed: the command starts without HF_HUB_OFFLINE and the test leaves none behind.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "removed below")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("RADTRIAGE_CONFIG", raising=False)
+    monkeypatch.delenv("RADTRIAGE_EMBEDDER", raising=False)
+    monkeypatch.setenv("RADTRIAGE_CXR_FOUNDATION_DIR", str(tmp_path / "no-model"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,pneumothorax\na.dcm,1\n")
+    result = CliRunner().invoke(main, ["probe", "train", "--labels", str(labels), "--dicom", str(tmp_path)])
+    assert result.exit_code == 1 and "cannot embed DICOM files" in result.output
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by the settings loader, before any model loads
+
+
 def test_scoring_package_exports_and_imports_no_ml_library():
     import os
     import subprocess
@@ -321,7 +337,7 @@ def test_scoring_package_exports_and_imports_no_ml_library():
 
     import scoring
 
-    assert {"HeadSet", "TrainedHead", "build_triager", "ImageEmbedding", "Triager"} <= set(scoring.__all__)
+    assert {"HeadSet", "TrainedHead", "ImageEmbedding", "Triager"} <= set(scoring.__all__)
     root = Path(__file__).parents[2]
     code = (
         "import sys, scoring, scoring.probe, scoring.probe_data, scoring.evaluation, scoring.medsiglip, "
@@ -335,8 +351,7 @@ def test_scoring_package_exports_and_imports_no_ml_library():
 def test_probe_train_from_dicom_with_the_standin_model(tmp_path, monkeypatch, cxr_foundation_dir):
     pytest.importorskip("transformers")
     samples = Path(__file__).parents[2] / ".." / "shared" / "dicom_samples"
-    if not samples.is_dir():
-        pytest.skip("shared samples absent")
+    need(samples.is_dir(), "shared DICOM samples")
     files = sorted((samples / "derived").glob("*.dcm"))[:4] + sorted((samples / "chest").glob("*.dcm"))[:4]
     labels = tmp_path / "labels.csv"
     rows = [f"{p.relative_to(samples)},{k % 2}" for k, p in enumerate(files)] + ["edge/pydicom_MR_truncated.dcm,1"]
