@@ -1,4 +1,4 @@
-"""Errors raised by the DICOM side of radtriage (listener, storage, pixels).
+"""Errors raised by the DICOM side of radtriage (listener, storage, pixels, the SCU).
 
 Exception tree::
 
@@ -16,8 +16,16 @@ Exception tree::
           │                         sent as (0xA900)
           ├── AccessConfigError     the listener's exposure or TLS settings are unsafe
           │                         or unusable: it refuses to start (also a ValueError)
-          └── AssociationFailed     an SCU association was rejected, aborted or never
-                                    established (``.statuses`` holds what was answered)
+          ├── AssociationFailed     an SCU association was rejected, aborted or never
+          │                         established (``.statuses`` holds what was answered)
+          └── SendError             an SR was not stored; ``retryable`` says whether to
+               │                    try again (``dicom.scu.send_sr``)
+               ├── DestinationUnavailable
+               │                    unreachable, rejected, aborted or timed out (raised
+               │                    from its ``AssociationFailed``), or 0xA7xx "out of
+               │                    resources": retry later
+               └── SendRefused      any other failure status (``.status``): a retry
+                                    gets the same answer
 
 Messages and reasons never contain PHI (no names, IDs, dates, UIDs); they name the
 tag, the codec error class or the value class that was refused.
@@ -92,3 +100,30 @@ class AssociationFailed(DicomError):
         super().__init__(reason)
         self.reason = reason
         self.statuses = list(statuses or [])
+
+
+class SendError(DicomError):
+    """An SR was not stored. Messages name the destination and status, never PHI."""
+
+    retryable = False
+
+
+class DestinationUnavailable(SendError):
+    """The destination could not take the SR now (down, busy, full, slow): retry later."""
+
+    retryable = True
+
+
+class SendRefused(SendError):
+    """The destination refused the SR with a failure status: retrying will not help.
+
+    Parameters
+    ----------
+    message : str
+    status : int
+        The C-STORE status the destination returned.
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,8 +1,9 @@
-"""A small SCU: C-ECHO, and C-STORE of files or datasets, for testing a route or sending results.
+"""The one SCU: C-ECHO, C-STORE of files or datasets (``radtriage echo``/``send``), and SR export.
 
 Files with a file meta header are sent byte for byte in their own transfer syntax (never
 decoded); files without one, and datasets, are encoded by pynetdicom. Each call opens
-its own association(s) and bounds every network wait by ``timeout``.
+its own association(s), over TLS when given a client context, and bounds every network
+wait by ``timeout``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from pynetdicom import AE, _config
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification
 
-from dicom.errors import AssociationFailed, InvalidDataset
+from dicom.errors import AssociationFailed, DestinationUnavailable, InvalidDataset, SendRefused
 
-__all__ = ["NO_CONTEXT", "echo", "send_datasets"]
+__all__ = ["NO_CONTEXT", "echo", "send_datasets", "send_sr"]
 
 DEFAULT_TIMEOUT = 30.0
 # Returned, not received, for an instance that was never sent because the peer accepted no
@@ -37,6 +38,8 @@ DEFAULT_TIMEOUT = 30.0
 NO_CONTEXT = 0x0122
 _MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+# C-STORE warning statuses (PS3.4 B.2.3, and pynetdicom's 0x0001/0x0107/0x0116): stored.
+_WARNING_STATUSES = {0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
 # A-ASSOCIATE-RJ diagnostics a user can act on (PS3.8 9.3.4).
 _REJECTIONS = {(0x01, 0x03): "calling AE title not recognised", (0x01, 0x07): "called AE title not recognised",
                (0x03, 0x02): "the peer's association limit is reached", (0x03, 0x01): "the peer is busy"}
@@ -129,6 +132,66 @@ def send_datasets(host: str, port: int, called_ae: str, calling_ae: str,
         except AssociationFailed as exc:
             raise AssociationFailed(exc.reason, statuses + exc.statuses) from exc
     return statuses
+
+
+def send_sr(dataset: Dataset, *, host: str, port: int, called_ae: str, calling_ae: str = "RADTRIAGE",
+            timeout: float = DEFAULT_TIMEOUT, tls: ssl.SSLContext | None = None) -> int:
+    """C-STORE one dataset (an SR) over a new association, and say whether a failure is worth retrying.
+
+    One association per SR, every network wait bounded by ``timeout``, so a destination
+    that is down or hangs costs the caller at most a few timeouts. Retrying is the caller's
+    job (with ``common.retry.Backoff``).
+
+    Parameters
+    ----------
+    dataset : pydicom.Dataset
+        With ``SOPClassUID`` and file meta (``dicom.sr.build_draft_sr`` output).
+    host, port : str, int
+        The destination.
+    called_ae, calling_ae : str
+        AE titles of the destination and of radtriage.
+    timeout : float
+        Seconds allowed for the TCP connect and for each association/DIMSE exchange.
+    tls : ssl.SSLContext, optional
+        TLS client context (``dicom.access.client_tls_context``); None: plain TCP.
+
+    Returns
+    -------
+    int
+        The C-STORE status: 0x0000 success, or a warning status (0x0001, 0xB000, 0xB006,
+        0xB007, 0x0107, 0x0116); the SR is stored in both cases.
+
+    Raises
+    ------
+    DestinationUnavailable
+        No connection (or TLS refused), association rejected or aborted, no answer within
+        ``timeout``, or a 0xA7xx "out of resources" status.
+    SendRefused
+        Any other failure status (e.g. 0x0122 SOP class not supported, 0xA9xx, 0xCxxx).
+    """
+    where = f"{called_ae}@{host}:{port}"
+    ae = _ae(calling_ae, timeout)
+    ae.add_requested_context(dataset.SOPClassUID, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    try:
+        try:
+            assoc = _associate(ae, host, port, called_ae, tls)
+        except AssociationFailed as exc:
+            # pynetdicom reports a refused TCP connection as an abort; all mean "try later".
+            raise DestinationUnavailable(f"SR destination: {exc.reason}") from exc
+        try:
+            response = assoc.send_c_store(dataset)
+        finally:
+            _release(assoc)
+    finally:
+        ae.shutdown()
+    if "Status" not in response:  # an empty Dataset: no answer, or the association broke
+        raise DestinationUnavailable(f"SR destination {where}: no C-STORE response within {timeout:g} s")
+    status = int(response.Status)
+    if status == 0x0000 or status in _WARNING_STATUSES:
+        return status
+    if status & 0xFF00 == 0xA700:
+        raise DestinationUnavailable(f"SR destination {where}: out of resources (status 0x{status:04X})")
+    raise SendRefused(f"SR destination {where}: refused with status 0x{status:04X}", status)
 
 
 def _send_batch(host: str, port: int, called_ae: str, calling_ae: str, batch: Sequence[_Item],

@@ -12,11 +12,12 @@ import logging
 import pydicom
 from sqlalchemy.orm import Session, sessionmaker
 
-from common import ExportStatus
+from common import Backoff, ExportStatus
 from db import exports
 from db.models import utcnow
+from dicom.errors import DestinationUnavailable
+from dicom.scu import send_sr
 from dicom.sr import build_draft_sr, draft_sr_uids
-from dicom.sr_sender import DestinationUnavailable, backoff_seconds, send_sr
 from radtriage import metrics
 from radtriage.settings import Settings
 from worker.failures import where
@@ -44,7 +45,8 @@ class SrExporter:
                 send_sr(self._build(job), host=self._host, port=self._port,
                         called_ae=self._settings.sr_destination_ae_title, calling_ae=self._settings.ae_title)
             except DestinationUnavailable as exc:
-                wait = backoff_seconds(job.attempts, cap=self._settings.sr_retry_max_seconds)
+                cap = self._settings.sr_retry_max_seconds
+                wait = Backoff(first=min(5.0, cap), cap=cap).seconds(job.attempts)
                 self._mark(job, ExportStatus.PENDING, f"destination unavailable; retry in {wait:.0f} s",
                            utcnow() + dt.timedelta(seconds=wait))
                 metrics.SR_EXPORTS.labels(result="retry").inc()

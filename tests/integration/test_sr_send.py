@@ -1,8 +1,9 @@
-"""Sending the draft SR by C-STORE to a real pynetdicom SCP on an ephemeral loopback port."""
+"""Sending the draft SR by C-STORE (``dicom.scu.send_sr``) to a real pynetdicom SCP on an ephemeral loopback port."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +12,11 @@ import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
+from common.retry import Backoff
+from dicom.access import client_tls_context
+from dicom.errors import AssociationFailed, DestinationUnavailable, SendRefused
+from dicom.scu import send_sr
 from dicom.sr import build_draft_sr, draft_sr_uids
-from dicom.sr_sender import (
-    DestinationUnavailable,
-    SendRefused,
-    backoff_seconds,
-    send_sr,
-)
 from scoring.draft_prompt import PROMPT_VERSION
 from scoring.medgemma import Draft
 from tests.factories import radiograph
@@ -29,7 +28,8 @@ CALLED = "PACS"
 class Pacs:
     """A storage SCP that keeps what it receives and answers with ``status``."""
 
-    def __init__(self, port: int = 0, *, status: int = 0x0000, syntaxes=None, require_ae: bool = False) -> None:
+    def __init__(self, port: int = 0, *, status: int = 0x0000, syntaxes=None, require_ae: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.received: list = []
         self.status = status
         ae = AE(ae_title=CALLED)
@@ -39,7 +39,7 @@ class Pacs:
         else:
             ae.add_supported_context(COMPREHENSIVE_SR)
         self.server = ae.start_server(
-            ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+            ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)], ssl_context=tls
         )
         self.port = self.server.server_address[1]
 
@@ -78,8 +78,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def send(sr, port: int, timeout: float = 5.0) -> int:
-    return send_sr(sr, host="127.0.0.1", port=port, called_ae=CALLED, calling_ae="RADTRIAGE", timeout=timeout)
+def send(sr, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> int:
+    return send_sr(sr, host="127.0.0.1", port=port, called_ae=CALLED, calling_ae="RADTRIAGE", timeout=timeout, tls=tls)
 
 
 def test_scp_receives_the_unverified_sr(pacs: Pacs, sr) -> None:
@@ -103,6 +103,7 @@ def test_destination_down_then_up_arrives_once(sr) -> None:
     port = free_port()
     servers: list[Pacs] = []
     waits: list[float] = []
+    backoff = Backoff(first=5.0, cap=600.0)
 
     def wait(seconds: float) -> None:  # the PACS comes back while we wait for the 3rd attempt
         waits.append(seconds)
@@ -118,7 +119,8 @@ def test_destination_down_then_up_arrives_once(sr) -> None:
             except DestinationUnavailable as exc:
                 assert exc.retryable and "not reachable" in str(exc)
                 assert time.monotonic() - started < 2.0  # a refused connection fails at once
-                wait(backoff_seconds(attempt, base=5.0, cap=600.0))
+                assert isinstance(exc.__cause__, AssociationFailed)  # one error tree: what failed, and why
+                wait(backoff.seconds(attempt))
         assert status == 0x0000 and attempt == 2 and waits == [5.0, 10.0]
         assert [d.SOPInstanceUID for d in servers[0].received] == [sr.SOPInstanceUID]
     finally:
@@ -182,8 +184,32 @@ def test_wrong_called_ae_is_a_rejected_association(sr) -> None:
         server.close()
 
 
-def test_backoff_doubles_up_to_the_cap() -> None:
-    assert [backoff_seconds(a, base=2.0, cap=30.0) for a in range(6)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
-    assert backoff_seconds(10_000) == 600.0
-    with pytest.raises(ValueError):
-        backoff_seconds(-1)
+def pacs_tls(pki) -> ssl.SSLContext:
+    """A PACS's own TLS: its certificate, and client certificates checked against the CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem"))
+    context.load_cert_chain(certfile=pki / "server.pem", keyfile=pki / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def test_sr_export_over_tls(sr, pki) -> None:
+    server = Pacs(tls=pacs_tls(pki))
+    try:
+        client = client_tls_context(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key")
+        assert send(sr, server.port, tls=client) == 0x0000
+        (got,) = server.received
+        assert got.SOPInstanceUID == sr.SOPInstanceUID and got.VerificationFlag == "UNVERIFIED"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("client", ["plain", "no certificate"])
+def test_a_tls_destination_refusing_the_connection_is_unavailable(sr, pki, client) -> None:
+    server = Pacs(tls=pacs_tls(pki))
+    try:
+        tls = None if client == "plain" else client_tls_context(ca=pki / "ca.pem")
+        with pytest.raises(DestinationUnavailable, match="not reachable, TLS refused or aborted"):
+            send(sr, server.port, timeout=3.0, tls=tls)
+        assert server.received == []
+    finally:
+        server.close()
