@@ -3,7 +3,8 @@
 ``build_cxr_foundation_standin(out_dir)`` writes ``elixr-c-v2-pooled/``, ``pax-elixr-b-text/``
 and a small BERT-style ``vocab.txt`` so tests run the real loading and inference code
 (``scoring.cxr_foundation``) offline, like httpx's ``MockTransport``: a seam, not a patch.
-Signatures follow MODELS.md A2/A6. The weights are random but fixed (seeded numpy), image
+Their ``serving_default`` signatures have the real input and output names, dtypes and shapes
+(those ``scoring.cxr_foundation`` calls and checks). The weights are random but fixed (seeded numpy), image
 embeddings depend on the pixels and text embeddings on the token ids.
 
 ``build_medsiglip_standin(out_dir)`` saves a tiny random ``SiglipModel`` (448×448 input,

@@ -1,9 +1,9 @@
-"""Tiny Gemma 3 stand-ins for MedGemma, built with the real transformers classes (MODELS.md B4).
+"""Tiny Gemma 3 stand-ins for MedGemma, built with the real transformers classes (Gemma 3 processor and model).
 
 ``build_medgemma_standin(out_dir)`` saves a random, tiny ``Gemma3ForConditionalGeneration``
 and its ``Gemma3Processor`` to a folder, so tests run the real loading and generation code
 (``scoring.medgemma``) offline: a seam, not a patch. ``full_config()`` holds the real
-MedGemma 4B shape (MODELS.md B2) for the GPU benchmark. torch and transformers are
+MedGemma 4B shape (that of the public gemma-3-4b-it ``config.json``) for the GPU benchmark. torch and transformers are
 imported inside the functions, so importing this module costs nothing.
 """
 
@@ -23,7 +23,7 @@ __all__ = [
 SEED = 20261128
 
 # Gemma 3's own chat template: the system text is folded into the first user turn, image
-# parts become <start_of_image>, text parts are trimmed (MODELS.md B3).
+# parts become <start_of_image>, text parts are trimmed (the layout of Gemma 3's published template).
 GEMMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{%- if messages[0]['role'] == 'system' -%}"
@@ -58,7 +58,7 @@ _SPECIALS = (
     "<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
     "<start_of_image>", "<end_of_image>", "<image_soft_token>",
 )
-# Gemma's real ids for the specials (MODELS.md B2), used with ``real_ids=True``.
+# Gemma's real ids for the specials (as in gemma-3-4b-it's config and tokenizer), used with ``real_ids=True``.
 _REAL_IDS = {
     "<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "<start_of_turn>": 105,
     "<end_of_turn>": 106, "<start_of_image>": 255999, "<end_of_image>": 256000,
@@ -128,7 +128,7 @@ def tiny_config(processor, *, image_size: int = 224, mm_tokens_per_image: int = 
 
 
 def full_config():
-    """The MedGemma 4B configuration (gemma-3-4b-it values, MODELS.md B2); 4.3 B parameters."""
+    """The MedGemma 4B configuration (gemma-3-4b-it's public ``config.json`` values); 4.3 B parameters."""
     from transformers import Gemma3Config
 
     text: dict[str, Any] = dict(
@@ -150,7 +150,7 @@ def full_config():
 
 def reinit_projector(model, seed: int = SEED) -> None:
     """Give the multimodal projector random weights: it is created as zeros, and a zero
-    projector makes the image invisible to the language model (MODELS.md B4 pitfall)."""
+    projector makes the image invisible to the language model (and stays zero after save/load)."""
     import torch
 
     weight = model.model.multi_modal_projector.mm_input_projection_weight

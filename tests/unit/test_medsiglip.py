@@ -40,6 +40,19 @@ def test_missing_parts_without_loading(tmp_path, monkeypatch):
         EmbedderConfig(embedder="other")
 
 
+def test_missing_parts_looks_in_the_given_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (reason,) = missing_parts("google/medsiglip-448", cache_dir=tmp_path / "empty")
+    assert "google/medsiglip-448" in reason and str(tmp_path / "empty") in reason  # says where it looked
+    commit = "0" * 40
+    repo = tmp_path / "models--google--medsiglip-448"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    assert missing_parts("google/medsiglip-448", cache_dir=tmp_path) == []
+
+
 def test_standin_loads_through_the_auto_classes(siglip):
     assert type(siglip._model).__name__ == "SiglipModel"
     assert type(siglip._processor).__name__ == "SiglipProcessor"
