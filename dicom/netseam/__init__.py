@@ -14,6 +14,10 @@ What is here:
 - ``servers``: starting those servers and registering them with their AE;
 - ``pool``: several listener processes behind one port (connections passed by ``SCM_RIGHTS``).
 
+Not here: writing received files past the page cache (``dicom.direct_write``) relies on the
+operating system, not on pynetdicom, and falls back to a plain write on its own; it sits
+beside ``dicom.storage``, its only user.
+
 pynetdicom internals relied on (module: name: what for):
 
 - ``ae``: ``ApplicationEntity._servers``: the list of servers ``AE.shutdown`` stops; a
