@@ -86,22 +86,21 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
     from radtriage import logs
 
     logs.configure(settings.log_level)
+    from radtriage import metrics
+    from radtriage.wiring import worker_config
     from worker import heartbeat
-    from worker.app import create_app
-    from worker.context import WorkerContext
-    from worker.tasks import register
+    from worker.tasks import WorkerContext, create_app, register
 
-    app = create_app(settings)
-    context = WorkerContext(settings)
-    register(app, context)
-    beats = heartbeat.start(settings.effective_database_url, queues=queues, lost_after=settings.worker_lost_seconds)
+    config = worker_config(settings)
+    app = create_app(config.broker)
+    register(app, WorkerContext(config), on_triage=metrics.record_triage_task, on_draft=metrics.record_draft_batch)
+    beats = heartbeat.start(config.database_url, queues=queues, lost_after=settings.worker_lost_seconds)
     if pool == "prefork":
         # Tasks run in the children: each beats under its own name, which its claims carry.
         from celery.signals import worker_process_init
 
         worker_process_init.connect(
-            lambda **_: heartbeat.start(settings.effective_database_url, queues=queues,
-                                        lost_after=settings.worker_lost_seconds),
+            lambda **_: heartbeat.start(config.database_url, queues=queues, lost_after=settings.worker_lost_seconds),
             weak=False,
         )
     app.worker_main([

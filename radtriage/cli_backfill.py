@@ -19,8 +19,9 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
     """Triage existing DICOM files as if the PACS had pushed them (resumable)."""
     from db.session import make_engine, migrate
     from radtriage.logs import configure
+    from radtriage.wiring import worker_config
     from worker import backfill as runner
-    from worker.context import WorkerContext
+    from worker.tasks import WorkerContext
 
     settings = load_cli_settings(config_file)
     configure("WARNING")
@@ -35,7 +36,7 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
     # One bar per phase: count, percentage with rate, and time left.
     with progress_bars() as bars:
         try:
-            summary = runner.run(WorkerContext(settings), targets, dry_run=dry_run, progress=bars.track)
+            summary = runner.run(WorkerContext(worker_config(settings)), targets, dry_run=dry_run, progress=bars.track)
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
     _print(summary, dry_run)

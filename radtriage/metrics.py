@@ -57,6 +57,26 @@ def record_store(result: str, status: int) -> None:
     DICOM_STORES.labels(result=result, status=f"0x{status:04X}").inc()
 
 
+def record_triage_task(outcome: str, seconds: float) -> None:
+    TRIAGE_TASKS.labels(outcome=outcome).inc()
+    if outcome in ("triaged", "failed"):  # a skipped task did no work worth timing
+        TRIAGE_SECONDS.observe(seconds)
+
+
+def record_draft_batch(outcome: str, seconds: float) -> None:
+    DRAFT_TASKS.labels(outcome=outcome).inc()
+    if outcome == "drafted":
+        DRAFT_SECONDS.observe(seconds)
+
+
+def record_redriven(queue: str, studies: int) -> None:
+    SWEEP_REDRIVEN.labels(queue=queue).inc(studies)
+
+
+def record_sr_export(result: str) -> None:
+    SR_EXPORTS.labels(result=result).inc()
+
+
 class GaugeCollector:
     """Gauges read at scrape time from a callable returning ``{name: (help, {label: value})}``."""
 

@@ -17,7 +17,6 @@ from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.worklist import queue_depths, status_counts
 from dicom.access import is_loopback
-from dicom.assembler import Assembler
 from dicom.errors import AccessConfigError
 from dicom.netseam import ListenerPool
 from radtriage import health, metrics
@@ -25,18 +24,13 @@ from radtriage.api import create_api
 from radtriage.listening import build_for_serve
 from radtriage.settings import Settings, embedder_config
 from radtriage.supervisor import WorkerSupervisor
+from radtriage.wiring import broker_config, export_config, sweep_config
 from scoring.backends import missing_for
-from worker.app import create_app
-from worker.context import WEIGHTS_HINT, medgemma_missing
-from worker.export import SrExporter
-from worker.failures import where
 from worker.heartbeat import worker_name
-from worker.relay import OutboxRelay
-from worker.sweep import Sweep
+from worker.loops import Assembler, OutboxRelay, SrExporter, Sweep
+from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing, where
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_FRESH_SECONDS = 30.0
 
 
 def check_http_exposure(s: Settings) -> None:
@@ -90,15 +84,17 @@ class Daemon:
             sessions=self.sessions, stable_seconds=s.stable_seconds, grace_seconds=s.completion_grace_seconds,
             on_completed=metrics.STUDIES_COMPLETED.inc,
         )
-        self.relay = OutboxRelay(app=create_app(s), sessions=self.sessions, on_published=metrics.OUTBOX_PUBLISHED.inc)
-        sweep = Sweep(sessions=self.sessions, settings=s)
+        self.relay = OutboxRelay(app=create_app(broker_config(s)), sessions=self.sessions,
+                                 on_published=metrics.OUTBOX_PUBLISHED.inc)
+        sweep = Sweep(sessions=self.sessions, config=sweep_config(s), on_redriven=metrics.record_redriven)
         sweep.run_once()  # whatever a crash left half-done is queued before new work
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
         self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
         self._every("watchdog", min(30.0, s.task_time_limit_seconds / 4), self._stop_hung_workers)
         if s.sr_destination:
-            self._every("sr-export", 1.0, SrExporter(sessions=self.sessions, settings=s).run_once)
+            exporter = SrExporter(sessions=self.sessions, config=export_config(s), on_result=metrics.record_sr_export)
+            self._every("sr-export", 1.0, exporter.run_once)
 
         if s.run_worker:
             self._supervise("triage")
@@ -175,7 +171,7 @@ class Daemon:
 
     def _workers_check(self) -> dict:
         with self.sessions() as session:
-            alive = heartbeats.alive_by_queue(session, within_seconds=HEARTBEAT_FRESH_SECONDS)
+            alive = heartbeats.alive_by_queue(session, within_seconds=self.settings.worker_lost_seconds)
         wanted = ["triage"] + ([] if self.drafts_unavailable else ["draft"])
         status = "ok" if all(alive.get(q) for q in wanted) else "down"
         supervised = {q: {"alive": w.alive, "pid": w.pid, "restarts": w.restarts} for q, w in self.workers.items()}

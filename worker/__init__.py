@@ -1,0 +1,8 @@
+"""The worker side: Celery tasks (``tasks``), the loops ``serve`` runs (``loops``) and batch backfill (``backfill``).
+
+``heartbeat`` is the sidecar process that tells the sweep a worker is alive; it imports none
+of the three, so it stays small. ``radtriage`` hands all of them narrow configs and metric
+callbacks: nothing here reads settings.
+"""
+
+__all__ = ["backfill", "heartbeat", "loops", "tasks"]

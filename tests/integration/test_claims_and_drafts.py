@@ -15,8 +15,8 @@ from db.ingest import NewInstance, record_instance
 from db.models import Study, utcnow
 from db.triage import claim, record_result, release
 from radtriage.settings import Settings
-from worker import drafting
-from worker.context import WorkerContext
+from radtriage.wiring import worker_config
+from worker.tasks import WorkerContext, drafting
 
 
 @pytest.fixture
@@ -124,7 +124,8 @@ def test_one_bad_study_in_a_draft_batch_holds_back_no_other(sessions, tmp_path, 
         triage_with_draft(sessions, study_id, 1)
     images = {study_id: Image.new("RGB", (8, 8)) for study_id in ids}
     drafter = FlakyDrafter(poisoned=images[ids[1]])
-    ctx = WorkerContext(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"))
+    ctx = WorkerContext(worker_config(Settings(data_dir=tmp_path,
+                                              database_url=f"sqlite:///{tmp_path / 'radtriage.sqlite3'}")))
     monkeypatch.setattr(ctx, "drafter", lambda: (drafter, None))
     monkeypatch.setattr(drafting, "_frontal_image", lambda _ctx, job: (images[job.study_id], "PA"))
 

@@ -37,13 +37,12 @@ from db.triage import claim, record_result
 from db.worklist import worklist
 from dicom.intake import identify, take_in
 from radtriage.settings import Settings
+from radtriage.wiring import worker_config
 from tests.factories import DX, radiograph
-from worker.app import broker_folder, create_app
 from worker.backfill import read_part10
-from worker.context import WorkerContext
-from worker.relay import OutboxRelay
-from worker.tasks import register
-from worker.triage import run_triage
+from worker.loops import OutboxRelay
+from worker.tasks import BrokerConfig, WorkerContext, create_app, register
+from worker.tasks.triage import run_triage
 
 RUNNING_TIMEOUT = 900.0
 QUEUED_TIMEOUT = 600.0
@@ -59,21 +58,6 @@ def seconds(n: float) -> dt.timedelta:
 # ---------------------------------------------------------------- databases and contexts
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'radtriage.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def sessions(database_url):
-    engine = make_engine(database_url)
-    migrate(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
 def worker_context(tmp_path: Path, model_dir: Path | None = None, **overrides) -> WorkerContext:
     """A worker's context on a fresh SQLite data folder; no MedGemma, so no drafts are queued."""
     settings = Settings(
@@ -86,7 +70,7 @@ def worker_context(tmp_path: Path, model_dir: Path | None = None, **overrides) -
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     engine.dispose()
-    return WorkerContext(settings)
+    return WorkerContext(worker_config(settings))
 
 
 def ingest(ctx: WorkerContext, ds: pydicom.Dataset, *, priority: Priority | None = None) -> Recorded:
@@ -391,7 +375,7 @@ def test_sweep_redrives_a_queued_draft_only_when_its_message_is_lost(sessions) -
 
 def celery_triage(ctx: WorkerContext):
     """The registered triage task on an app with the embedded broker, run eagerly."""
-    app = create_app(ctx.settings)
+    app = create_app(ctx.config.broker)
     register(app, ctx)
     app.conf.task_always_eager = True
     return app.tasks[Queue.TRIAGE.task_name]
@@ -421,10 +405,10 @@ def test_poisoned_study_fails_and_never_blocks_the_others(tmp_path, cxr_foundati
         study = study_of(ctx.sessions, study_id)
         assert study.status == StudyStatus.TRIAGED and study.urgency_score is not None
     with ctx.sessions() as session:
-        items = {item["study_instance_uid"]: item for item in worklist(session)}
+        items = {item.study_instance_uid: item for item in worklist(session)}
     item = items[failed.study_instance_uid]
-    assert (item["status"], item["priority"], item["ordered_priority"]) == ("failed", "STAT", "STAT")
-    assert item["reasons"][0] == failed.reasons[0]
+    assert (item.status, item.priority, item.ordered_priority) == ("failed", "STAT", "STAT")
+    assert item.reasons[0] == failed.reasons[0]
 
 
 def test_unexpected_error_fails_the_study_at_once(tmp_path, cxr_foundation_dir, monkeypatch) -> None:
@@ -577,10 +561,10 @@ def test_concurrent_draft_claims_never_share_a_study(postgres_url) -> None:
 # ---------------------------------------------------------------- 5. the outbox relay
 
 
-def published(settings: Settings) -> list[tuple[str, list]]:
+def published(broker: BrokerConfig) -> list[tuple[str, list]]:
     """(task name, args) of each message the embedded broker holds."""
     found = []
-    for path in sorted((broker_folder(settings) / "queue").glob("*.msg")):
+    for path in sorted((broker.folder / "queue").glob("*.msg")):
         message = json.loads(path.read_text())
         args = json.loads(base64.b64decode(message["body"]))[0]
         found.append((message["headers"]["task"], args))
@@ -594,7 +578,7 @@ def test_relay_keeps_messages_through_a_broker_outage(tmp_path) -> None:
     study_ids = complete_all(ctx)
     assert len(study_ids) == 3
 
-    down = create_app(ctx.settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    down = create_app(dataclasses.replace(ctx.config.broker, url="redis://127.0.0.1:1/0"))
     relay = OutboxRelay(app=down, sessions=ctx.sessions)
     assert relay.run_once() == 0
     assert relay.broker_ok is False
@@ -602,13 +586,13 @@ def test_relay_keeps_messages_through_a_broker_outage(tmp_path) -> None:
     assert count(ctx.sessions, OutboxMessage) == 3
 
     batches: list[int] = []
-    relay = OutboxRelay(app=create_app(ctx.settings), sessions=ctx.sessions, on_published=batches.append)
+    relay = OutboxRelay(app=create_app(ctx.config.broker), sessions=ctx.sessions, on_published=batches.append)
     assert relay.run_once() == 3
     assert relay.broker_ok is True
     with ctx.sessions() as session:
         assert outbox.count_pending(session) == 0
-    assert sorted(published(ctx.settings)) == sorted((Queue.TRIAGE.task_name, [study_id, 1]) for study_id in study_ids)
+    assert sorted(published(ctx.config.broker)) == sorted((Queue.TRIAGE.task_name, [study_id, 1]) for study_id in study_ids)
 
     assert relay.run_once() == 0  # nothing new: nothing published twice
-    assert len(published(ctx.settings)) == 3
+    assert len(published(ctx.config.broker)) == 3
     assert batches == [3]

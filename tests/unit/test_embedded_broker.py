@@ -7,9 +7,12 @@ import threading
 import pytest
 from kombu.transport import filesystem
 
-import worker.embedded_broker as embedded
-from radtriage.settings import Settings
-from worker.app import create_app
+import worker.tasks.embedded_broker as embedded
+from worker.tasks import BrokerConfig, create_app
+
+
+def embedded_app(folder):
+    return create_app(BrokerConfig(url=None, folder=folder / "broker", key_prefix=""))
 
 
 def publish(app, payload) -> None:
@@ -35,7 +38,7 @@ def paused_encoding(monkeypatch):
 
 def test_a_message_appears_in_the_queue_only_when_whole(tmp_path, paused_encoding):
     entered, release = paused_encoding
-    app = create_app(Settings(data_dir=tmp_path))
+    app = embedded_app(tmp_path)
     queue_dir = tmp_path / "broker" / "queue"
     publisher = threading.Thread(target=publish, args=(app, {"study": 1}))
     publisher.start()
@@ -51,7 +54,7 @@ def test_a_message_appears_in_the_queue_only_when_whole(tmp_path, paused_encodin
 
 
 def test_messages_are_consumed_whole_and_all(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path))
+    app = embedded_app(tmp_path)
     for i in range(50):
         publish(app, {"n": i, "pad": "x" * 20000})
     with app.connection_for_read() as connection:

@@ -6,8 +6,9 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from common import TASK_BACKOFF
 from dicom.errors import InvalidDataset, UnscorableImage
-from worker.failures import backoff_seconds, describe, is_transient
+from worker.tasks.failures import describe, is_transient
 
 
 class OutOfMemoryError(RuntimeError):
@@ -61,15 +62,12 @@ def test_permanent_failures_are_not_retried(exc: BaseException) -> None:
     assert is_transient(exc) is False
 
 
-def test_backoff_grows_then_caps() -> None:
-    waits = [backoff_seconds(n) for n in range(12)]
-    assert waits[0] > 0
-    assert all(later > earlier for earlier, later in zip(waits[:5], waits[1:6]))  # exponential at first
+def test_task_retries_wait_2_4_8_seconds_up_to_two_minutes() -> None:
+    waits = [TASK_BACKOFF.seconds(n) for n in range(12)]
+    assert waits[:4] == [2.0, 4.0, 8.0, 16.0]
     assert all(later >= earlier for earlier, later in zip(waits, waits[1:]))  # never shrinks
-    assert max(waits) == waits[-1] == 120.0  # the default cap
-    assert backoff_seconds(50) == 120.0  # no overflow or runaway for a large retry count
-    assert backoff_seconds(10, base=1.0, cap=5.0) == 5.0
-    assert backoff_seconds(1, base=1.0, cap=5.0) == 2.0
+    assert max(waits) == waits[-1] == 120.0
+    assert TASK_BACKOFF.seconds(50) == 120.0  # no overflow or runaway for a large retry count
 
 
 def test_describe_names_the_class_never_the_message() -> None:

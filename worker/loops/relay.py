@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common import Queue
 from db import outbox
-from worker.app import REDIS_PRIORITY_BY_RANK
+from worker.tasks.app import REDIS_PRIORITY_BY_RANK
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ class Assembler:
     stable_seconds : float
         The quiet timer: a study nobody added to for this long is complete.
     grace_seconds : float or None
-        A study whose views are complete (``dicom.completeness``) completes this long after
-        its last instance; None turns the view rule off.
+        A study whose views are complete completes this long after its last instance;
+        None turns the view rule off.
     on_completed : callable, optional
         Called with the number of studies each round completed (metrics).
     """

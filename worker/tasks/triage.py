@@ -11,8 +11,8 @@ from db import triage as db_triage
 from dicom.errors import UnscorableImage
 from dicom.pixels import to_model_png
 from dicom.selection import choose_images
-from worker.context import WorkerContext
 from worker.heartbeat import worker_name
+from worker.tasks.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def run_triage(ctx: WorkerContext, study_id: int, revision: int) -> str:
 
     with ctx.sessions() as session:
         study = db_triage.claim(session, study_id=study_id, revision=revision, worker=worker_name(),
-                                max_attempts=ctx.settings.task_max_retries + 1)
+                                max_attempts=ctx.config.task_max_retries + 1)
     if study is None:
         log.info("study #%d revision %d: nothing to do (stale or already triaged)", study_id, revision)
         return "skipped"

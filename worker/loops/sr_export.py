@@ -6,8 +6,12 @@ never triage, drafts or the worklist.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
 
 import pydicom
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,53 +22,78 @@ from db.models import utcnow
 from dicom.errors import DestinationUnavailable
 from dicom.scu import send_sr
 from dicom.sr import build_draft_sr, draft_sr_uids
-from radtriage import metrics
-from radtriage.settings import Settings
-from worker.failures import where
+from worker.tasks.failures import where
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """Where draft reports go and how long to wait between attempts.
+
+    Parameters
+    ----------
+    host, port : str, int
+        The PACS that receives the SRs.
+    called_ae, calling_ae : str
+        Its AE title and ours.
+    data_dir : Path
+        Absolute folder of the stored instances the SR copies patient and study data from.
+    backoff : common.Backoff
+        Waits between attempts while the destination is unavailable.
+    tls : ssl.SSLContext, optional
+        TLS client context for the destination; None: plain TCP.
+    """
+
+    host: str
+    port: int
+    called_ae: str
+    calling_ae: str
+    data_dir: Path
+    backoff: Backoff
+    tls: ssl.SSLContext | None = None
+
+
 class SrExporter:
-    def __init__(self, *, sessions: sessionmaker[Session], settings: Settings) -> None:
-        host, _, port = (settings.sr_destination or "").rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("sr_destination must be HOST:PORT")
-        self._host, self._port = host, int(port)
+    """One round sends every due export; ``on_result`` hears "sent", "retry" or "failed" (metrics)."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], config: ExportConfig,
+                 on_result: Callable[[str], None] | None = None) -> None:
         self._sessions = sessions
-        self._settings = settings
-        self._data_dir = settings.data_dir.resolve()
+        self._config = config
+        self._on_result = on_result or (lambda _result: None)
 
     def run_once(self) -> int:
         """Try every due export; stop at the first unreachable destination. Returns sends."""
+        config = self._config
         with self._sessions() as session:
             jobs = exports.due(session)
         sent = 0
         for job in jobs:
             try:
-                send_sr(self._build(job), host=self._host, port=self._port,
-                        called_ae=self._settings.sr_destination_ae_title, calling_ae=self._settings.ae_title)
+                send_sr(self._build(job), host=config.host, port=config.port,
+                        called_ae=config.called_ae, calling_ae=config.calling_ae, tls=config.tls)
             except DestinationUnavailable as exc:
-                cap = self._settings.sr_retry_max_seconds
-                wait = Backoff(first=min(5.0, cap), cap=cap).seconds(job.attempts)
+                wait = config.backoff.seconds(job.attempts)
                 self._mark(job, ExportStatus.PENDING, f"destination unavailable; retry in {wait:.0f} s",
                            utcnow() + dt.timedelta(seconds=wait))
-                metrics.SR_EXPORTS.labels(result="retry").inc()
+                self._on_result("retry")
                 log.warning("SR destination unavailable (%s); draft #%d retries in %.0f s",
                             type(exc).__name__, job.draft_id, wait)
                 break  # the others would wait on the same destination
             except Exception as exc:  # refused, or a report that cannot be built: this one only
                 self._mark(job, ExportStatus.FAILED, type(exc).__name__)
-                metrics.SR_EXPORTS.labels(result="failed").inc()
+                self._on_result("failed")
                 log.error("SR for draft #%d failed (%s)", job.draft_id, where(exc))
             else:
                 self._mark(job, ExportStatus.SENT, "")
-                metrics.SR_EXPORTS.labels(result="sent").inc()
+                self._on_result("sent")
                 sent += 1
         return sent
 
     def _build(self, job: exports.ExportJob) -> pydicom.Dataset:
-        sources = [pydicom.dcmread(self._data_dir / path, stop_before_pixels=True) for path in job.source_paths]
+        sources = [pydicom.dcmread(self._config.data_dir / path, stop_before_pixels=True)
+                   for path in job.source_paths]
         # The same UIDs on every attempt: a re-send replaces the PACS copy, never adds one.
         series_uid, sop_uid = draft_sr_uids(job.study_instance_uid, f"draft-{job.draft_id}")
         return build_draft_sr(

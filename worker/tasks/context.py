@@ -1,7 +1,7 @@
-"""Per-process worker state: database sessions, the policy and the model, all made lazily.
+"""Per-process worker state: database sessions, the policy and the models, all made lazily.
 
-Nothing here is built before a fork: the engine and the model load in the process that
-uses them (STACK.md: running a TF/torch op in a parent hangs prefork children).
+Nothing here is built before a fork: the engine and the models load in the process that
+uses them, as a TensorFlow or torch op run in a parent hangs its prefork children.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
-from radtriage.settings import Settings
-from worker.failures import where
+from worker.tasks.config import WorkerConfig
+from worker.tasks.failures import where
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ class _LoadOnce:
 class WorkerContext:
     """What a triage task needs, created on first use in the current process."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.data_dir: Path = settings.data_dir.resolve()
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.data_dir: Path = config.data_dir.resolve()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._sessions: sessionmaker[Session] | None = None
@@ -60,7 +60,7 @@ class WorkerContext:
     def sessions(self) -> sessionmaker[Session]:
         with self._lock:
             if self._sessions is None or self._pid != os.getpid():
-                self._sessions = make_session_factory(make_engine(self.settings.effective_database_url))
+                self._sessions = make_session_factory(make_engine(self.config.database_url))
                 self._pid = os.getpid()
             return self._sessions
 
@@ -69,7 +69,7 @@ class WorkerContext:
         if self._policy is None:
             from scoring.urgency import load_policy
 
-            self._policy = load_policy(self.settings.policy_file)
+            self._policy = load_policy(self.config.policy_file)
         return self._policy
 
     def triager(self):
@@ -86,13 +86,12 @@ class WorkerContext:
 
     @functools.cached_property
     def _drafts_missing(self) -> str | None:
-        return medgemma_missing(self.settings.medgemma_model)
+        return medgemma_missing(self.config.medgemma_model)
 
     def _load_triager(self) -> tuple:
-        from radtriage.settings import embedder_config
         from scoring.backends import missing_for
 
-        config = embedder_config(self.settings)
+        config = self.config.embedder
         label = "CXR Foundation" if config.embedder == "cxr_foundation" else "MedSigLIP"
         if missing_for(config):
             # How to get them is said once, by serve at start-up; here only that triage goes on without.
@@ -109,14 +108,14 @@ class WorkerContext:
         return triager, None
 
     def _load_drafter(self) -> tuple:
-        missing = medgemma_missing(self.settings.medgemma_model)
+        missing = medgemma_missing(self.config.medgemma_model)
         if missing:
             return None, missing
         try:
             from scoring.medgemma import MedGemmaDrafter
 
             drafter = MedGemmaDrafter.load(
-                self.settings.medgemma_model, max_new_tokens=self.settings.medgemma_max_new_tokens
+                self.config.medgemma_model, max_new_tokens=self.config.medgemma_max_new_tokens
             )
         except Exception as exc:  # drafts off, triage unaffected
             log.error("MedGemma failed to load (%s)", where(exc))

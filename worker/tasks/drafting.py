@@ -9,9 +9,9 @@ import pydicom
 from db import drafts as db_drafts
 from dicom.errors import UnscorableImage
 from dicom.selection import choose_images
-from worker.context import WorkerContext
-from worker.failures import describe, is_transient, where
 from worker.heartbeat import worker_name
+from worker.tasks.context import WorkerContext
+from worker.tasks.failures import describe, is_transient, where
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def run_draft_batch(ctx: WorkerContext, *, last_attempt: bool = True) -> str:
         log.info("drafts disabled: %s", unavailable)
         return "disabled"
     with ctx.sessions() as session:
-        jobs = db_drafts.claim_batch(session, limit=ctx.settings.draft_batch, worker=worker_name())
+        jobs = db_drafts.claim_batch(session, limit=ctx.config.draft_batch, worker=worker_name())
     if not jobs:
         return "idle"
     ready, images, views = [], [], []
@@ -75,7 +75,7 @@ def _store(ctx: WorkerContext, drafter, job: db_drafts.DraftJob, draft) -> None:
     with ctx.sessions() as session:
         db_drafts.record_draft(
             session, study_id=job.study_id, revision=job.revision, draft=_record(draft, drafter.model_version),
-            export=ctx.settings.sr_destination is not None, escalation=_escalation(ctx, job, draft),
+            export=ctx.config.export_drafts, escalation=_escalation(ctx, job, draft),
         )
 
 

@@ -1,4 +1,4 @@
-"""``radtriage backfill``: triage files already on disk as if a PACS had pushed them.
+"""One backfill run: store files already on disk as if a PACS had pushed them, then triage their studies.
 
 Files go through the listener's own intake (identify, durable store, row), the studies they
 belong to are completed at once and triaged in this process. A second run finds every file
@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite
-from pydicom.uid import ImplicitVRLittleEndian
 
 from common import StudyStatus
 from db import backfill as db_backfill
 from db.ingest import IngestOutcome
 from dicom.errors import InvalidDataset
 from dicom.intake import identify, take_in
-from worker.context import WorkerContext
-from worker.triage import run_triage
+from worker.backfill.files import discover, read_part10
+from worker.tasks.context import WorkerContext
+from worker.tasks.triage import run_triage
 
 log = logging.getLogger(__name__)
 
@@ -44,57 +38,6 @@ class Summary:
     failed: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason → studies
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Every file under the given folders, the instances a DICOMDIR names, and plain files."""
-    found: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR")
-        elif path.name.upper() == "DICOMDIR":
-            found += _dicomdir_files(path)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return list(dict.fromkeys(found))
-
-
-def _dicomdir_files(path: Path) -> list[Path]:
-    from pydicom.fileset import FileSet
-
-    return [Path(instance.path) for instance in FileSet(pydicom.dcmread(path))]
-
-
-def read_part10(path: Path) -> tuple[bytes, pydicom.Dataset, str]:
-    """The file as Part 10 bytes with its dataset and transfer syntax.
-
-    A file without a meta header is given one (implicit VR little endian, as the standard
-    presumes), so it is stored the way a C-STORE of it would be.
-
-    Raises
-    ------
-    InvalidDataset
-        The file is not DICOM or cannot be parsed.
-    """
-    raw = path.read_bytes()
-    try:
-        ds = pydicom.dcmread(io.BytesIO(raw), force=True)
-        syntax = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) else None
-        if raw[128:132] != b"DICM" or not syntax:
-            ds.file_meta = pydicom.dataset.FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = syntax = syntax or ImplicitVRLittleEndian
-            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            buffer = DicomBytesIO()
-            dcmwrite(buffer, ds, enforce_file_format=True)
-            raw = buffer.getvalue()
-        len(ds)  # parse every top-level element now, not later in the worker
-    except (InvalidDicomError, AttributeError, ValueError, KeyError, TypeError, EOFError) as exc:
-        raise InvalidDataset(f"not a readable DICOM file ({type(exc).__name__})") from exc
-    return raw, ds, str(syntax)
-
-
 def run(
     ctx: WorkerContext,
     paths: Iterable[Path],
@@ -106,7 +49,7 @@ def run(
     progress = progress or (lambda it, _label, _total: iter(it))
     files = discover(paths)
     summary = Summary(files=len(files))
-    accepted = set(ctx.settings.dicom_accepted_sop_classes.split(","))  # as the listener
+    accepted = ctx.config.accepted_sop_classes  # as the listener
     study_ids: list[int] = []
     for path in progress(files, "reading", len(files)):
         try:

@@ -1,4 +1,4 @@
-"""Which task failures are worth a retry, and how long to wait before it.
+"""Which task failures are worth a retry (waits: ``common.TASK_BACKOFF``), and PHI-free labels for them.
 
 Transient: the database or broker briefly away, a model out of memory, a timeout. Anything
 else is permanent: retrying an undecodable image or a bug only delays the other studies.
@@ -22,11 +22,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
-
-
-def backoff_seconds(retries: int, *, base: float = 2.0, cap: float = 120.0) -> float:
-    """Exponential backoff: 2, 4, 8 … seconds, at most ``cap``."""
-    return min(cap, base * (2**retries))
 
 
 def describe(exc: BaseException) -> str:

@@ -1,0 +1,43 @@
+"""The worker side gets its configs from the settings, built in ``radtriage.wiring``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from radtriage.settings import Settings
+from radtriage.wiring import export_config, sweep_config, worker_config
+
+
+def test_sr_export_waits_5_s_doubling_up_to_the_setting(tmp_path) -> None:
+    config = export_config(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=60))
+    assert (config.host, config.port) == ("pacs.local", 104)
+    assert [config.backoff.seconds(n) for n in range(6)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+
+
+def test_a_cap_below_the_first_wait_is_every_wait(tmp_path) -> None:
+    config = export_config(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=4))
+    assert {config.backoff.seconds(n) for n in range(5)} == {4.0}
+
+
+def test_worker_config_follows_the_settings(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", task_max_retries=2, draft_batch=7,
+                        dicom_accepted_sop_classes="1.2.3,1.2.4")
+    config = worker_config(settings)
+    assert config.database_url == settings.effective_database_url
+    assert config.data_dir.is_absolute() and config.broker.folder == config.data_dir / "broker"
+    assert config.broker.embedded and not config.export_drafts
+    assert (config.task_max_retries, config.draft_batch) == (2, 7)
+    assert config.accepted_sop_classes == {"1.2.3", "1.2.4"}
+    assert config.embedder.embedder == "cxr_foundation"
+    assert worker_config(Settings(data_dir=tmp_path, sr_destination="pacs:104")).export_drafts
+    assert sweep_config(settings).worker_lost_seconds == settings.worker_lost_seconds
+
+
+def test_the_heartbeat_sidecar_runs_as_a_module() -> None:
+    # ``worker.heartbeat.start`` launches it with ``python -m``; a moved module would only
+    # show as workers presumed dead.
+    proc = subprocess.run([sys.executable, "-m", "worker.heartbeat", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--parent" in proc.stdout
+    assert "RuntimeWarning" not in proc.stderr

@@ -1,0 +1,11 @@
+"""The loops ``serve`` runs on timers: study assembly, the outbox relay, the reconciliation sweep and SR export.
+
+Each keeps its state in the database, so a restart loses nothing.
+"""
+
+from worker.loops.assembler import Assembler
+from worker.loops.relay import OutboxRelay
+from worker.loops.sr_export import ExportConfig, SrExporter
+from worker.loops.sweep import Sweep, SweepConfig
+
+__all__ = ["Assembler", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"]
