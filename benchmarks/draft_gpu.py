@@ -7,7 +7,7 @@ with one 896×896 image per draft. Goal: ≥ 10 drafts/s on one H200 at 200 toke
     python benchmarks/draft_gpu.py                 # full size, bf16, on the GPU
     python benchmarks/draft_gpu.py --tiny          # tiny config, runs anywhere (CPU: float32)
 
-The model is built directly on the device (MODELS.md B4), not loaded: the weights are
+The model is built directly on the device with the real Gemma 3 classes, not loaded: the weights are
 gated, and throughput does not depend on their values. Run from the repository root.
 """
 

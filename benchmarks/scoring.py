@@ -166,7 +166,7 @@ def bench_gpu_proxy(iterations: int) -> None:
         return
     from keras.src.applications.efficientnet import EfficientNet
 
-    # EfficientNet-L2 (Noisy Student): width 4.3, depth 5.3; ELIXR-C runs it at 1280×1280 (MODELS.md A5).
+    # EfficientNet-L2 (Noisy Student): width 4.3, depth 5.3; ELIXR-C runs it at 1280×1280 (the model card).
     net = EfficientNet(4.3, 5.3, 800, dropout_rate=0.5, name="efficientnet_l2_proxy", include_top=False,
                        weights=None, input_shape=(1280, 1280, 3), pooling=None)
     forward = tf.function(lambda x: net(x, training=False), jit_compile=False)

@@ -64,7 +64,7 @@ class Study(Base):
     # dead worker from a slow one by its heartbeat.
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     draft_claimed_by: Mapped[str | None] = mapped_column(String(128))
-    # Completeness by views (dicom.completeness), kept in step by db.ingest in the same
+    # Completeness by views (common.completion), kept in step by db.ingest in the same
     # transaction as each instance, so a restart loses nothing.
     instance_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct SOP Instance UIDs
     expected_instances: Mapped[int | None] = mapped_column(Integer)  # largest (0020,1208) received

@@ -191,7 +191,7 @@ def _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_
 def _embed_dicom(settings: Settings, folder: Path, ids: Sequence[str]) -> dict[str, Any]:
     """Embed each labelled DICOM file with the configured embedder; say which could not be."""
     from scoring.errors import ModelUnavailable
-    from worker.embed_files import embed_files
+    from worker.backfill import embed_files
 
     try:
         with progress_bars(transient=True) as bars:

@@ -1,4 +1,4 @@
-"""The worker side: Celery tasks (``tasks``), the loops ``serve`` runs (``loops``) and batch backfill (``backfill``).
+"""The worker side: Celery tasks (``tasks``), the loops ``serve`` runs (``loops``) and batch work on files on disk (``backfill``).
 
 ``heartbeat`` is the sidecar process that tells the sweep a worker is alive; it imports none
 of the three, so it stays small. ``radtriage`` hands all of them narrow configs and metric

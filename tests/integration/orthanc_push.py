@@ -3,7 +3,7 @@
 ``python -m tests.integration.orthanc_push FOLDER FILE...`` (under ``unshare -n``) brings up
 loopback, starts Orthanc and the daemon there, uploads FILEs to Orthanc, asks Orthanc to
 store their studies to radtriage, waits for the worklist, and prints one ``RESULT {json}``
-line. Orthanc cannot bind loopback only, hence the namespace (STACK.md).
+line. Orthanc cannot bind to loopback only, hence the private network namespace.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from db.worklist import Escalation
 from radtriage import health, metrics
 from radtriage.api import create_api
 
-
 # What the README documents for each item of GET /api/worklist, and for its draft.
 ITEM_FIELDS = {"study_instance_uid", "accession_number", "priority", "escalated", "ordered_priority", "urgency_score",
                "status", "reasons", "revision", "instances", "received_at", "completed_at", "triaged_at",

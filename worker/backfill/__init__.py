@@ -1,6 +1,8 @@
-"""Batch backfill (``radtriage backfill``): files already on disk go through intake and triage in one process."""
+"""Batch work on files already on disk: backfill (``radtriage backfill``) takes them through intake and
+triage in one process; ``embed_files`` embeds labelled files for training finding heads (``radtriage probe``)."""
 
+from worker.backfill.embed_files import embed_files
 from worker.backfill.files import discover, read_part10
 from worker.backfill.runner import Summary, run
 
-__all__ = ["Summary", "discover", "read_part10", "run"]
+__all__ = ["Summary", "discover", "embed_files", "read_part10", "run"]

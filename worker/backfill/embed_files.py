@@ -1,4 +1,4 @@
-"""DICOM files on disk → image embeddings with the configured embedder (``radtriage probe --dicom``).
+"""Batch: DICOM files on disk → image embeddings with the configured embedder (``radtriage probe --dicom``).
 
 The same path as triage (``dicom.pixels.to_model_png`` → ``embed_image``), one image per
 call; nothing is stored. A file that cannot be embedded is reported, not fatal.
