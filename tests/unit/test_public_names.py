@@ -10,8 +10,9 @@ import pytest
 PUBLIC = {
     "common": [
         "ACCEPTED_SOP_CLASSES", "Backoff", "CompletedBy", "CompletionRule", "Cutoffs", "DISCLAIMER", "DraftStatus",
-        "EventStage", "ExportStatus", "Priority", "Queue", "RADIOGRAPH_SOP_CLASSES", "SECONDARY_CAPTURE",
-        "StudyStatus", "StudyViews", "TASK_BACKOFF", "View", "views_complete",
+        "Effective", "EventStage", "ExportStatus", "Priority", "Queue", "RADIOGRAPH_SOP_CLASSES", "SECONDARY_CAPTURE",
+        "StudyStatus", "StudyViews", "TASK_BACKOFF", "View", "Waits", "effective_priority", "reading_key",
+        "views_complete",
     ],
     "db": ["make_engine", "make_session_factory", "migrate", "ping"],
     "dicom": [
