@@ -274,7 +274,11 @@ class MedGemmaDrafter:
             for view in views
         ]
         rgb = [[image if image.mode == "RGB" else image.convert("RGB")] for image in images]
-        inputs = self.processor(text=texts, images=rgb, return_tensors="pt", padding=True)
+        # The rendered template already starts with <bos>; Gemma tokenizers add one more by
+        # default (add_bos_token=True), which would feed the model [<bos>, <bos>, ...].
+        inputs = self.processor(
+            text=texts, images=rgb, return_tensors="pt", padding=True, add_special_tokens=False
+        )
         # Only floating tensors (pixel_values) take the model's dtype; ids stay int64.
         return inputs.to(self.model.device, dtype=self.model.dtype)
 

@@ -91,8 +91,10 @@ def build_processor(*, image_size: int = 224, mm_tokens_per_image: int = 16, rea
     """
     from transformers import Gemma3ImageProcessorPil, Gemma3Processor, GemmaTokenizer
 
+    # Real Gemma 3 tokenizers are saved with add_bos_token=True: tokenising a rendered chat
+    # template (which already starts with <bos>) would give a second one.
     tokenizer = GemmaTokenizer(
-        vocab=_vocab(real_ids), merges=[], boi_token="<start_of_image>", eoi_token="<end_of_image>",
+        vocab=_vocab(real_ids), merges=[], add_bos_token=True, boi_token="<start_of_image>", eoi_token="<end_of_image>",
         image_token="<image_soft_token>", extra_special_tokens=["<start_of_turn>", "<end_of_turn>"],
     )
     tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE

@@ -164,3 +164,30 @@ def test_draft_refuses_bad_values(change: dict) -> None:
     )
     with pytest.raises(ValueError):
         Draft(**{**values, **change})
+
+
+def _template_ids(processor, view: str | None, picture) -> list[int]:
+    """What the processor's own chat template gives, tokenised by the processor itself."""
+    from scoring.draft_prompt import build_messages
+
+    messages = build_messages(view)
+    for part in messages[1]["content"]:
+        if part["type"] == "image":
+            part["image"] = picture.convert("RGB")
+    out = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    return out["input_ids"][0].tolist()
+
+
+def test_prompt_ids_have_one_bos_single_and_batched(drafter: MedGemmaDrafter) -> None:
+    bos = drafter.processor.tokenizer.bos_token_id
+    pictures, views = images(2), ["PA", None]
+    batch = drafter._inputs(pictures, views)
+    expected = [_template_ids(drafter.processor, v, p) for p, v in zip(pictures, views)]
+    for row, mask, want in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), expected):
+        fed = [t for t, m in zip(row, mask) if m]  # left padding dropped
+        assert fed == want
+        assert fed[0] == bos and fed[1] != bos
+    single = drafter._inputs(pictures[:1], views[:1])["input_ids"][0].tolist()
+    assert single == expected[0]
