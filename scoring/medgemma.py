@@ -240,7 +240,7 @@ class MedGemmaDrafter:
         try:
             inputs = self._inputs(images, views)
             with torch.inference_mode():
-                output = self.model.generate(**inputs, generation_config=self._generation_config())
+                output = self.model.generate(**inputs, **self._greedy())
         except torch.cuda.OutOfMemoryError as exc:
             if len(images) == 1:
                 raise ScoringError("draft generation ran out of GPU memory for a single image") from exc
@@ -282,14 +282,17 @@ class MedGemmaDrafter:
         # Only floating tensors (pixel_values) take the model's dtype; ids stay int64.
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
-    def _generation_config(self) -> Any:
-        """Greedy, whatever sampling the model's shipped generation_config.json asks for."""
-        from transformers import GenerationConfig
+    def _greedy(self) -> dict[str, Any]:
+        """Greedy decoding and the token limits, passed to ``generate()`` itself.
 
-        return GenerationConfig(
+        Real checkpoints ship a sampling ``generation_config.json`` (do_sample, top_k, top_p);
+        explicit ``generate()`` arguments take precedence over it, whereas a passed
+        ``GenerationConfig`` was merged with it on some versions and could lose do_sample.
+        """
+        return dict(
             do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
             min_new_tokens=self.min_new_tokens, eos_token_id=list(self._stop_ids),
-            pad_token_id=self._pad_id, bos_token_id=self.processor.tokenizer.bos_token_id,
+            pad_token_id=self._pad_id, top_k=None, top_p=None,
         )
 
     def _until_stop(self, row: list[int]) -> list[int]:

@@ -178,6 +178,9 @@ def build_medgemma_standin(out_dir: Path, *, image_size: int = 224, mm_tokens_pe
     torch.manual_seed(SEED)
     model = Gemma3ForConditionalGeneration(config)
     reinit_projector(model)
+    # Real MedGemma checkpoints ship a sampling generation_config.json (do_sample, top_k 64,
+    # top_p 0.95); the drafter must stay greedy whatever it says.
+    model.generation_config.update(do_sample=True, top_k=64, top_p=0.95)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -62,16 +62,28 @@ def test_loads_the_real_classes_in_float32_on_cpu(drafter: MedGemmaDrafter) -> N
     assert drafter.model_version.startswith("config-sha256:")
 
 
-def test_decoding_is_greedy_whatever_generation_config_says(medgemma_dir: Path, drafter, tmp_path: Path) -> None:
-    sampling = shutil.copytree(medgemma_dir, tmp_path / "sampling")
-    config = json.loads((sampling / "generation_config.json").read_text())
-    config.update(do_sample=True, temperature=2.0, top_k=50, top_p=0.9)
-    (sampling / "generation_config.json").write_text(json.dumps(config))
-    other = MedGemmaDrafter.load(sampling, device="cpu", max_new_tokens=24)
+def test_decoding_is_greedy_whatever_generation_config_says(medgemma_dir: Path, drafter) -> None:
+    shipped = json.loads((medgemma_dir / "generation_config.json").read_text())
+    assert shipped["do_sample"] is True and shipped["top_k"] == 64  # as the real checkpoints ship
 
     picture = images(1, seed=3)
-    texts = {other.draft_batch(picture)[0].raw_text for _ in range(3)}
-    assert texts == {drafter.draft_batch(picture)[0].raw_text}
+    texts = {drafter.draft_batch(picture)[0].raw_text for _ in range(5)}
+    assert len(texts) == 1
+
+
+def test_transformers_is_pinned_to_the_tested_major_version() -> None:
+    import tomllib
+
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [d for group in [project["dependencies"], *project.get("optional-dependencies", {}).values()]
+                for d in group if d.replace(" ", "").startswith("transformers")]
+    assert declared, "transformers is not declared"
+    for spec in declared:
+        # Generation defaults merge differently across majors (4.x let a shipped do_sample win).
+        assert f">={major}" in spec.replace(" ", "") and f"<{major + 1}" in spec.replace(" ", ""), spec
 
 
 def test_token_limits(drafter: MedGemmaDrafter, medgemma_dir: Path) -> None:
