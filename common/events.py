@@ -19,3 +19,10 @@ class EventStage(enum.StrEnum):
     SR_PENDING = "sr pending"
     SR_SENT = "sr sent"
     SR_FAILED = "sr failed"
+    # The reading state: waiting raised the effective priority one step (the reason in the
+    # detail); a radiologist claimed, released or read the study; an idle claim expired.
+    ESCALATED = "escalated"
+    CLAIMED = "claimed"
+    RELEASED = "released"
+    READ = "read"
+    CLAIM_EXPIRED = "claim expired"

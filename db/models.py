@@ -18,9 +18,11 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from common import DraftStatus, Priority, StudyStatus
+
+NO_SCORE_KEY = -1.0  # ``Study.urgency_key`` of an unscored study: after every scored one (scores are 0..100)
 
 UID = String(64)
 
@@ -72,13 +74,41 @@ class Study(Base):
     has_lateral: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     views_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
+    # The reading state (common.reading_order), kept on the row so the worklist reads in index
+    # order: the priority after waiting-time escalation (set_priority and the escalation loop),
+    # the class waiting raised it from, and the urgency score as a sort key (unscored: -1).
+    effective_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_from: Mapped[str | None] = mapped_column(String(8))
+    urgency_key: Mapped[float] = mapped_column(Float, default=NO_SCORE_KEY, server_default="-1")
+    # A radiologist's claim (not a worker's: that is ``claimed_by``) and when they last acted on it.
+    reader: Mapped[str | None] = mapped_column(String(128))
+    reader_claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    reader_active_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Marked read: off the active worklist.
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    read_by: Mapped[str | None] = mapped_column(String(128))
+
     instances: Mapped[list[Instance]] = relationship(back_populates="study", order_by="Instance.id")
 
     def set_priority(self, priority: Priority | str) -> Priority:
-        """Set the priority and the rank the worklist and the queues order by, together."""
+        """Set the priority and the ranks the worklist and the queues order by, together.
+
+        The effective rank never drops: a study that waiting already raised above its new
+        priority stays there (escalated from the new priority); the escalation loop raises it
+        further if the new priority's waits say so.
+        """
         priority = Priority(priority)
         self.priority, self.priority_rank = priority.value, priority.rank
+        if self.effective_rank is None or priority.rank >= self.effective_rank:
+            self.effective_rank, self.escalated_from = priority.rank, None
+        else:
+            self.escalated_from = priority.value
         return priority
+
+    @validates("urgency_score")
+    def _keep_urgency_key(self, _key: str, score: float | None) -> float | None:
+        self.urgency_key = NO_SCORE_KEY if score is None else float(score)
+        return score
 
     def move_to(self, status: StudyStatus, now: dt.datetime | None = None) -> None:
         """Change ``status`` and stamp when, for the reconciliation sweep."""
@@ -191,3 +221,31 @@ class WorkerHeartbeat(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     queues: Mapped[str] = mapped_column(String(64))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserAccount(Base):
+    """A named person with a role; only the SHA-256 of their personal API token is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # a db.users.Role
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the token
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who did what to which study, when and from where (views, claims, reads, admin actions)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    user_name: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))  # a db.audit.AuditAction
+    # No foreign key: the trail must outlive any study that is ever purged.
+    study_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,4 +1,9 @@
-"""Engines and sessions: SQLite (WAL, durable commits) by default, PostgreSQL by URL."""
+"""Engines and sessions: SQLite (WAL, durable commits) by default, PostgreSQL by URL.
+
+Writing sessions take SQLite's write lock when they begin; read-only sessions
+(``make_session_factory(engine, readonly=True)``) begin a deferred transaction that reads a
+snapshot and never blocks a writer, so polling the worklist does not slow ingest.
+"""
 
 from __future__ import annotations
 
@@ -35,15 +40,35 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+_READONLY = "radtriage_readonly"
+
+
 def _sqlite_begin_immediate(connection) -> None:
+    if connection.get_execution_options().get(_READONLY):
+        # WAL: a read transaction sees a snapshot and lets writers commit meanwhile.
+        connection.exec_driver_sql("BEGIN")
+        return
     # A deferred transaction that reads and then writes fails at once with "database is
     # locked" when another process wrote in between; taking the write lock up front makes
     # SQLite wait (busy_timeout) instead.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``readonly`` ones never take the write lock and refuse to flush."""
+    if not readonly:
+        return sessionmaker(engine, expire_on_commit=False)
+    options = {_READONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    factory = sessionmaker(engine.execution_options(**options), expire_on_commit=False)
+    event.listen(factory, "before_flush", _refuse_writes)
+    return factory
+
+
+def _refuse_writes(session, _context, _instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session cannot write")
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
