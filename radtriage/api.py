@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import html
-import secrets
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.worklist import Escalation, worklist
 from radtriage.api_models import Health, Worklist, WorklistItem, iso_utc
+from radtriage.auth import Authenticator
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
 <title>radtriage worklist</title><style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;text-align:left}}
@@ -29,27 +28,19 @@ def create_api(
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], tuple[bytes, str]],
     escalation: Escalation = Escalation(),
-    token: str | None = None,
+    auth: Authenticator | None = None,
 ) -> FastAPI:
-    """The API; with ``token``, the worklist (which shows accession numbers) needs
-    ``Authorization: Bearer <token>``, while /healthz and /metrics stay open for probes."""
+    """The API; every route but /healthz needs a signed-in user once ``auth`` has any
+    configured (see :mod:`radtriage.auth`); /metrics also takes its scrape token."""
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)")
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if token is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(status_code=401, detail="a valid bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+    auth = auth or Authenticator(sessions)
 
     def items(limit: int) -> list[WorklistItem]:
         with sessions() as session:
             rows = worklist(session, limit=limit, escalation=escalation)
         return [WorklistItem.model_validate(row) for row in rows]
 
-    @app.get("/api/worklist", dependencies=[Depends(authorised)])
+    @app.get("/api/worklist", dependencies=[Depends(auth.require_reader)])
     def get_worklist(limit: int = 1000) -> Worklist:
         return Worklist(items=items(limit))
 
@@ -62,12 +53,12 @@ def create_api(
             response.status_code = 503
         return report
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(auth.metrics_access)])
     def get_metrics() -> Response:
         body, content_type = metrics()
         return Response(body, media_type=content_type)
 
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(authorised)])
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth.require_reader)])
     def page() -> str:
         return _PAGE.format(rows="".join(_row(item) for item in items(500)))
 

@@ -10,17 +10,20 @@ from collections.abc import Callable
 
 import uvicorn
 from prometheus_client import multiprocess
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import heartbeats
 from db.outbox import count_pending
 from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
+from db.users import any_user
 from db.worklist import queue_depths, status_counts
 from dicom.access import is_loopback
 from dicom.errors import AccessConfigError
 from dicom.netseam import ListenerPool
 from radtriage import health, metrics
 from radtriage.api import create_api
+from radtriage.auth import Authenticator, auth_config
 from radtriage.listening import build_for_serve
 from radtriage.settings import Settings, embedder_config
 from radtriage.supervisor import WorkerSupervisor
@@ -33,19 +36,25 @@ from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing, where
 log = logging.getLogger(__name__)
 
 
-def check_http_exposure(s: Settings) -> None:
-    """Refuse to serve the worklist (accession numbers) to the network without a token.
+def check_http_exposure(s: Settings, sessions: sessionmaker[Session] | None = None) -> None:
+    """Refuse to serve the worklist (patient data) to the network when nobody has to sign in.
 
     Raises
     ------
     AccessConfigError
-        ``http_host`` is not loopback, no ``http_token`` is set and ``http_allow_any`` is off.
+        ``http_host`` is not loopback, and there is no user in the database (``sessions``),
+        no OIDC issuer, no ``http_token``, and ``http_allow_any`` is off.
     """
-    if is_loopback(s.http_host) or s.http_token or s.http_allow_any:
+    if is_loopback(s.http_host) or s.http_token or s.oidc_issuer or s.http_allow_any:
         return
+    if sessions is not None:
+        with sessions() as session:
+            if any_user(session):
+                return
     raise AccessConfigError(
-        f"the worklist API would be open to anyone on {s.http_host}: set RADTRIAGE_HTTP_TOKEN or, "
-        "behind a trusted proxy, RADTRIAGE_HTTP_ALLOW_ANY=1"
+        f"the worklist API would be open to anyone on {s.http_host}: add a user (radtriage users add NAME "
+        "--role admin), set RADTRIAGE_OIDC_ISSUER and RADTRIAGE_OIDC_AUDIENCE, or the legacy "
+        "RADTRIAGE_HTTP_TOKEN; or, behind a trusted proxy, RADTRIAGE_HTTP_ALLOW_ANY=1"
     )
 
 
@@ -61,11 +70,13 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
-        check_http_exposure(s)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(s.effective_database_url)
         migrate(self.engine)
         self.sessions = make_session_factory(self.engine)
+        check_http_exposure(s, self.sessions)  # users live in the database
+        # Token lookups only read: on SQLite they must not take the write lock from ingest.
+        self.auth = Authenticator(make_session_factory(self.engine, readonly=True), auth_config(s))
 
         config = embedder_config(s)
         missing = missing_for(config)
@@ -101,9 +112,8 @@ class Daemon:
             if not self.drafts_unavailable:
                 self._supervise("draft")
 
-        token = s.http_token.get_secret_value() if s.http_token else None
         api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
-                         escalation=s.escalation, token=token)
+                         escalation=s.escalation, auth=self.auth)
         self._http = uvicorn.Server(uvicorn.Config(api, host=s.http_host, port=s.http_port, log_level="warning"))
         self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,12 +86,21 @@ class Settings(BaseSettings):
     worklist_window_hours: float = Field(72.0, gt=0, description="Studies received within this many hours are on the worklist")
     escalate_routine_after_minutes: float | None = Field(120.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never)")
     escalate_urgent_after_minutes: float | None = Field(60.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never)")
+    claim_idle_minutes: float = Field(30.0, gt=0, description="A reader's claim on a study nobody acted on for this long is released")
+    escalation_poll_seconds: float = Field(15.0, gt=0, description="How often waiting-time escalation and idle-claim expiry run")
 
     # HTTP API
     http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and /metrics")
-    http_token: SecretStr | None = Field(None, description="Bearer token the worklist API and page require (/healthz and /metrics stay open)")
-    http_allow_any: bool = Field(False, description="Let the HTTP API on a non-loopback address start without a token (it shows accession numbers)")
+    http_token: SecretStr | None = Field(None, description="Legacy shared bearer token, worth an admin (prefer named users: `radtriage users add`); while no user or OIDC is set up, /metrics stays open")
+    http_allow_any: bool = Field(False, description="Let the HTTP API on a non-loopback address start without users, OIDC or a token (it shows patient data)")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token that Prometheus may scrape /metrics with (a signed-in user may too); once set, /metrics requires one or the other")
+    oidc_issuer: str | None = Field(None, description="Single sign-on: OIDC issuer URL (https; its /.well-known/openid-configuration names the JWKS); with oidc_audience, bearer JWTs it signed are accepted")
+    oidc_audience: str | None = Field(None, description="The audience (aud) a JWT must carry to be accepted (the client id registered for radtriage)")
+    oidc_user_claim: str = Field("preferred_username", description="JWT claim holding the user name recorded in claims and the audit trail")
+    oidc_role_claim: str = Field("roles", description="JWT claim holding the user's roles (a list or a string; dotted for nested claims, e.g. realm_access.roles)")
+    oidc_admin_role: str = Field("radtriage-admin", description="Role value in oidc_role_claim that makes a user an admin")
+    oidc_reader_role: str = Field("radtriage-reader", description="Role value in oidc_role_claim that makes a user a reader")
 
     # models
     cxr_foundation_dir: Path = Field(Path("models/cxr-foundation"), description="Folder holding elixr-c-v2-pooled/ and pax-elixr-b-text/")
@@ -112,7 +121,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("sr_destination", "broker_url", "database_url", "escalate_routine_after_minutes", "http_token",
-                     "escalate_urgent_after_minutes", mode="before")
+                     "escalate_urgent_after_minutes", "metrics_token", "oidc_issuer", "oidc_audience", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         # Compose files pass unset variables as "": treat them as not configured.
@@ -145,6 +154,12 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("must be HOST:PORT, e.g. pacs.hospital.local:104")
         return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self):
+        if bool(self.oidc_issuer) != bool(self.oidc_audience):
+            raise ValueError("single sign-on needs both oidc_issuer and oidc_audience")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -194,7 +209,8 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective settings with credentials in URLs masked, for display."""
         shown = self.model_dump(mode="json")
-        shown["http_token"] = "***" if self.http_token else None
+        for key in ("http_token", "metrics_token"):
+            shown[key] = "***" if getattr(self, key) else None
         for key in ("database_url", "broker_url"):
             shown[key] = mask_url(shown[key])
         shown["database_url (effective)"] = mask_url(self.effective_database_url)
