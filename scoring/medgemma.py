@@ -30,6 +30,8 @@ __all__ = ["DEFAULT_MODEL", "Draft", "MedGemmaDrafter", "missing_model"]
 
 DEFAULT_MODEL = "google/medgemma-1.5-4b-it"
 DEFAULT_MAX_NEW_TOKENS = 300
+# MedGemma 1.5 may reason before answering, between these two tokens (ids 100 and 101).
+THINKING_OPEN, THINKING_CLOSE = "<unused94>", "<unused95>"
 
 
 
@@ -52,6 +54,9 @@ class Draft:
         Wall time of the whole batch that produced this draft (what the study waited).
     batch_size : int
         How many drafts that batch made; ``seconds / batch_size`` is the cost per draft.
+    failure : str or None
+        Why this draft is unusable although generation ran (a thinking trace that never
+        closed within the token budget); its texts are then empty. None for a usable draft.
     """
 
     findings: str
@@ -63,6 +68,7 @@ class Draft:
     new_tokens: int
     seconds: float
     batch_size: int = 1
+    failure: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "new_tokens", "batch_size"):
@@ -148,6 +154,7 @@ class MedGemmaDrafter:
         tokenizer.padding_side = "left"
         self._pad_id = tokenizer.pad_token_id
         self._stop_ids = _stop_ids(model, tokenizer)
+        self._thinking = _thinking_ids(tokenizer)
 
     @classmethod
     def load(
@@ -256,13 +263,14 @@ class MedGemmaDrafter:
         drafts = []
         for row, n_prompt in zip(output[:, prompt_length:].tolist(), prompt_tokens):
             kept = self._until_stop(row)
-            text = self.processor.decode(kept, skip_special_tokens=True).strip()
+            answer, failure = self._without_thinking(kept)
+            text = self.processor.decode(answer, skip_special_tokens=True).strip()
             sections = parse_report(text)
             drafts.append(
                 Draft(
                     findings=sections.findings, impression=sections.impression, raw_text=text,
                     model_id=self.model_id, prompt_version=PROMPT_VERSION, prompt_tokens=int(n_prompt),
-                    new_tokens=len(kept), seconds=seconds, batch_size=len(images),
+                    new_tokens=len(kept), seconds=seconds, batch_size=len(images), failure=failure,
                 )
             )
         return drafts
@@ -295,6 +303,24 @@ class MedGemmaDrafter:
             pad_token_id=self._pad_id, top_k=None, top_p=None,
         )
 
+    def _without_thinking(self, ids: list[int]) -> tuple[list[int], str | None]:
+        """The answer's ids without a ``<unused94>`` … ``<unused95>`` reasoning trace.
+
+        Cut on ids, not text: the markers are single tokens and the trace may hold anything,
+        headings included. A trace still open when the token budget ran out leaves no
+        answer at all: ``([], reason)``.
+        """
+        if self._thinking is None:
+            return ids, None
+        opening, closing = self._thinking
+        if opening not in ids:
+            return ids, None
+        start = ids.index(opening)
+        if closing not in ids[start:]:
+            return [], f"thinking trace did not close within {self.max_new_tokens} new tokens"
+        end = ids.index(closing, start)
+        return ids[:start] + ids[end + 1 :], None
+
     def _until_stop(self, row: list[int]) -> list[int]:
         """Generated ids up to and including the first stop token (batch padding dropped)."""
         for i, token in enumerate(row):
@@ -312,3 +338,11 @@ def _stop_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
     if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
         ids.append(end_of_turn)
     return tuple(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+
+def _thinking_ids(tokenizer: Any) -> tuple[int, int] | None:
+    """Ids of the thinking-trace markers, or None for a vocabulary without them."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in (THINKING_OPEN, THINKING_CLOSE)]
+    if any(not isinstance(i, int) or i == tokenizer.unk_token_id for i in ids):
+        return None
+    return ids[0], ids[1]

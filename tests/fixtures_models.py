@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["cxr_foundation_dir", "medgemma_dir", "medsiglip_dir"]
+__all__ = ["cxr_foundation_dir", "medgemma_dir", "medgemma_thinking_dir", "medsiglip_dir"]
 
 # Built at most once per test process, even if several modules import the fixture.
 _BUILT: dict[str, Path] = {}
@@ -56,3 +56,19 @@ def medgemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "medgemma" not in _BUILT:
         _BUILT["medgemma"] = build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-tiny")
     return _BUILT["medgemma"]
+
+
+@pytest.fixture(scope="session")
+def medgemma_thinking_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Gemma 3 that answers like MedGemma 1.5 in thinking mode: an ``<unused94>`` …
+    ``<unused95>`` trace, then FINDINGS (``tests.standins_medgemma.THINKING_ANSWER``).
+
+    Skips the test when torch or transformers is not installed.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.standins_medgemma import build_thinking_standin
+
+    if "medgemma_thinking" not in _BUILT:
+        _BUILT["medgemma_thinking"] = build_thinking_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-thinking")
+    return _BUILT["medgemma_thinking"]

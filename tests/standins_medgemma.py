@@ -14,7 +14,9 @@ from typing import Any
 
 __all__ = [
     "GEMMA3_CHAT_TEMPLATE",
+    "THINKING_ANSWER",
     "build_medgemma_standin",
+    "build_thinking_standin",
     "build_processor",
     "full_config",
     "tiny_config",
@@ -56,20 +58,25 @@ GEMMA3_CHAT_TEMPLATE = (
 
 _SPECIALS = (
     "<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
-    "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+    "<start_of_image>", "<end_of_image>", "<image_soft_token>", "<unused94>", "<unused95>",
 )
 # Gemma's real ids for the specials (as in gemma-3-4b-it's config and tokenizer), used with ``real_ids=True``.
 _REAL_IDS = {
     "<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "<start_of_turn>": 105,
     "<end_of_turn>": 106, "<start_of_image>": 255999, "<end_of_image>": 256000,
-    "<image_soft_token>": 262144,
+    "<image_soft_token>": 262144, "<unused94>": 100, "<unused95>": 101,
 }
+# MedGemma 1.5 wraps its optional reasoning trace in these two (unused94 opens, unused95 closes).
+THINKING_OPEN, THINKING_CLOSE = "<unused94>", "<unused95>"
+# Whole-word pieces the thinking stand-in answers with (decoding joins them, "\u2581" = space).
+_WORDS = ("\u2581thinking", "\u2581about", "\u2581the", "\u2581image", "FINDINGS:", "\u2581Lungs", "\u2581are",
+          "\u2581clear.")
 # Enough characters for report-like text; everything else goes through byte fallback.
 _CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;-()/\n"
 
 
 def _vocab(real_ids: bool) -> dict[str, int]:
-    pieces = [f"<0x{i:02X}>" for i in range(256)] + ["\u2581", *dict.fromkeys(_CHARS)]
+    pieces = [f"<0x{i:02X}>" for i in range(256)] + ["\u2581", *dict.fromkeys(_CHARS), *_WORDS]
     if not real_ids:
         return {t: i for i, t in enumerate([*_SPECIALS, *pieces])}
     vocab = dict(_REAL_IDS)
@@ -180,6 +187,52 @@ def build_medgemma_standin(out_dir: Path, *, image_size: int = 224, mm_tokens_pe
     reinit_projector(model)
     # Real MedGemma checkpoints ship a sampling generation_config.json (do_sample, top_k 64,
     # top_p 0.95); the drafter must stay greedy whatever it says.
+    model.generation_config.update(do_sample=True, top_k=64, top_p=0.95)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+# What the thinking stand-in generates after the prompt, whatever the image: a trace, then the answer.
+THINKING_ANSWER = (
+    THINKING_OPEN, "\u2581thinking", "\u2581about", "\u2581the", "\u2581image", THINKING_CLOSE,
+    "FINDINGS:", "\u2581Lungs", "\u2581are", "\u2581clear.", "<end_of_turn>",
+)
+
+
+def build_thinking_standin(out_dir: Path) -> Path:
+    """Save a tiny Gemma 3 that answers like MedGemma 1.5 in thinking mode; return the folder.
+
+    Every layer's output projections are zeroed, so each position's logits depend on its own
+    token only, and an untied output layer maps the prompt's last token ("\\n" after
+    ``<start_of_turn>model``) to :data:`THINKING_ANSWER` one token after the other: a
+    ``<unused94>`` … ``<unused95>`` trace, FINDINGS, then ``<end_of_turn>``. With fewer new
+    tokens than the trace needs, the trace never closes.
+    """
+    import torch
+    from transformers import Gemma3ForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    processor = build_processor()
+    config = tiny_config(processor)
+    config.tie_word_embeddings = False
+    config.text_config.tie_word_embeddings = False
+    torch.manual_seed(SEED)
+    model = Gemma3ForConditionalGeneration(config)
+    reinit_projector(model)
+    ids = processor.tokenizer.convert_tokens_to_ids
+    chain = [ids("\n"), *(ids(t) for t in THINKING_ANSWER)]
+    assert len(set(chain)) == len(chain), "each token of the script must be distinct"
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed = model.model.language_model.embed_tokens.weight
+        head = model.lm_head.weight
+        head.zero_()
+        for current, following in zip(chain, chain[1:]):
+            direction = embed[current] / embed[current].norm()
+            head[following] = direction * 40.0
     model.generation_config.update(do_sample=True, top_k=64, top_p=0.95)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)

@@ -72,6 +72,9 @@ def _one_by_one(ctx: WorkerContext, drafter, jobs, images, views) -> str:
 
 
 def _store(ctx: WorkerContext, drafter, job: db_drafts.DraftJob, draft) -> None:
+    if getattr(draft, "failure", None):  # generated, but unusable (e.g. a trace that never closed)
+        _fail(ctx, job, draft.failure)
+        return
     with ctx.sessions() as session:
         db_drafts.record_draft(
             session, study_id=job.study_id, revision=job.revision, draft=_record(draft, drafter.model_version),
