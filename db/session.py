@@ -82,5 +82,5 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def ping(engine: Engine) -> None:
     """Raise when the database cannot be reached."""
-    with engine.connect() as connection:
+    with engine.execution_options(**{_READONLY: True}).connect() as connection:
         connection.execute(text("SELECT 1"))

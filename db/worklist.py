@@ -19,7 +19,7 @@ from typing import Literal
 from sqlalchemy import and_, case, func, select, true, tuple_
 from sqlalchemy.orm import Session
 
-from common import DraftStatus, Priority, StudyStatus
+from common import DraftStatus, Priority, StudyStatus, Waits
 from db.drafts import DraftView
 from db.models import Draft, Score, Study, as_utc, utcnow
 
@@ -192,6 +192,11 @@ class Escalation:
     routine_after: dt.timedelta | None = dt.timedelta(minutes=120)
     urgent_after: dt.timedelta | None = dt.timedelta(minutes=60)
     window: dt.timedelta | None = None  # only studies received within it are listed
+
+    @property
+    def waits(self) -> Waits:
+        """The maximum waits, as the reading order takes them."""
+        return Waits(self.routine_after, self.urgent_after)
 
 
 def _effective_rank(escalation: Escalation, now: dt.datetime):

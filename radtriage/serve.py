@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from radtriage.supervisor import WorkerSupervisor
 from radtriage.wiring import broker_config, export_config, sweep_config
 from scoring.backends import missing_for
 from worker.heartbeat import worker_name
-from worker.loops import Assembler, OutboxRelay, SrExporter, Sweep
+from worker.loops import Assembler, EscalationLoop, OutboxRelay, SrExporter, Sweep
 from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing, where
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class Daemon:
         self.engine = make_engine(s.effective_database_url)
         migrate(self.engine)
         self.sessions = make_session_factory(self.engine)
+        # Worklist, metrics and health reads: never the write lock, so they cannot slow ingest.
+        self.reads = make_session_factory(self.engine, readonly=True)
         check_http_exposure(s, self.sessions)  # users live in the database
         # Token lookups only read: on SQLite they must not take the write lock from ingest.
         self.auth = Authenticator(make_session_factory(self.engine, readonly=True), auth_config(s))
@@ -102,6 +105,10 @@ class Daemon:
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
         self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
+        escalation = EscalationLoop(sessions=self.sessions, waits=s.escalation.waits,
+                                    claim_idle=dt.timedelta(minutes=s.claim_idle_minutes),
+                                    poll_seconds=s.escalation_poll_seconds)
+        self._every("escalation", escalation.poll_seconds, escalation.run_once)
         self._every("watchdog", min(30.0, s.task_time_limit_seconds / 4), self._stop_hung_workers)
         if s.sr_destination:
             exporter = SrExporter(sessions=self.sessions, config=export_config(s), on_result=metrics.record_sr_export)
@@ -180,7 +187,7 @@ class Daemon:
         return check
 
     def _workers_check(self) -> dict:
-        with self.sessions() as session:
+        with self.reads() as session:
             alive = heartbeats.alive_by_queue(session, within_seconds=self.settings.worker_lost_seconds)
         wanted = ["triage"] + ([] if self.drafts_unavailable else ["draft"])
         status = "ok" if all(alive.get(q) for q in wanted) else "down"
@@ -189,7 +196,7 @@ class Daemon:
 
     def render_metrics(self) -> tuple[bytes, str]:
         def read():
-            with self.sessions() as session:
+            with self.reads() as session:
                 return {
                     "radtriage_studies": ("Studies on the worklist by status", "status", status_counts(session)),
                     "radtriage_queue_depth": ("Studies waiting for a worker, by queue", "queue", queue_depths(session)),

@@ -1,11 +1,13 @@
-"""The loops ``serve`` runs on timers: study assembly, the outbox relay, the reconciliation sweep and SR export.
+"""The loops ``serve`` runs on timers: study assembly, the outbox relay, the reconciliation sweep, SR export,
+and waiting-time escalation with idle-claim expiry.
 
 Each keeps its state in the database, so a restart loses nothing.
 """
 
 from worker.loops.assembler import Assembler
+from worker.loops.escalation import EscalationLoop, EscalationRound
 from worker.loops.relay import OutboxRelay
 from worker.loops.sr_export import ExportConfig, SrExporter
 from worker.loops.sweep import Sweep, SweepConfig
 
-__all__ = ["Assembler", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"]
+__all__ = ["Assembler", "EscalationLoop", "EscalationRound", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"]
