@@ -9,10 +9,12 @@ import sys
 
 import click
 
+from radtriage.cli_audit import audit
 from radtriage.cli_backfill import backfill
 from radtriage.cli_dicom import echo, send
 from radtriage.cli_options import config_option, load_cli_settings
 from radtriage.cli_probe import probe
+from radtriage.cli_users import users
 
 
 @click.group()
@@ -121,7 +123,7 @@ def migrate(config_file: str | None) -> None:
     click.echo("database is at the newest schema")
 
 
-for command in (backfill, probe, echo, send):  # defined in their own modules
+for command in (backfill, probe, echo, send, users, audit):  # defined in their own modules
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
