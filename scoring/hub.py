@@ -3,6 +3,7 @@
 One place decides whether a name is a folder or a hub id, whether the hub may be reached,
 what is missing (in words, free of patient data, naming the folder or id looked at), and
 turns a missing ``huggingface_hub``/torch/transformers into :class:`ModelUnavailable`.
+Also the one input step both Hugging Face back-ends share: :func:`pad_to_square`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scoring.errors import ModelUnavailable
 
 __all__ = ["cached_file", "import_ml", "is_hub_id", "load_pretrained", "missing_model", "model_id",
-           "model_version", "offline"]
+           "model_version", "offline", "pad_to_square"]
 
 CONFIG_FILE = "config.json"
 ML_EXTRA = "pip install 'radtriage[ml]'"
@@ -146,3 +149,16 @@ def model_version(name: str) -> str:
     if match:
         return match.group(1)
     return "config-sha256:" + hashlib.sha256(config.read_bytes()).hexdigest()[:12]
+
+
+def pad_to_square(arr: np.ndarray) -> np.ndarray:
+    """Zero-pad an image (H, W) or (H, W, C) to a centred square, as Google's MedGemma and
+    MedSigLIP serving code does before resizing: a ~1.2:1 chest radiograph is then scaled,
+    not stretched. The dtype is kept; an odd difference puts the extra row/column last.
+    """
+    arr = np.asarray(arr)
+    height, width = arr.shape[:2]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    pad = [(top, side - height - top), (left, side - width - left)] + [(0, 0)] * (arr.ndim - 2)
+    return np.pad(arr, pad) if side != height or side != width else arr

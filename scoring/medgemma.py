@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from common import DISCLAIMER
 from scoring import hub
 from scoring.draft_prompt import (
@@ -281,7 +283,7 @@ class MedGemmaDrafter:
             self.processor.apply_chat_template(build_messages(view), add_generation_prompt=True, tokenize=False)
             for view in views
         ]
-        rgb = [[image if image.mode == "RGB" else image.convert("RGB")] for image in images]
+        rgb = [[_square_rgb(image)] for image in images]
         # The rendered template already starts with <bos>; Gemma tokenizers add one more by
         # default (add_bos_token=True), which would feed the model [<bos>, <bos>, ...].
         inputs = self.processor(
@@ -346,3 +348,11 @@ def _thinking_ids(tokenizer: Any) -> tuple[int, int] | None:
     if any(not isinstance(i, int) or i == tokenizer.unk_token_id for i in ids):
         return None
     return ids[0], ids[1]
+
+
+def _square_rgb(image: Any) -> Any:
+    """The image as RGB, zero-padded to a square (the processor then resizes without stretching)."""
+    from PIL import Image
+
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return Image.fromarray(hub.pad_to_square(np.asarray(rgb)))

@@ -5,9 +5,11 @@ Same interface as ``scoring.cxr_foundation.CxrFoundation`` (``name``, ``embed_im
 change; chosen with the ``embedder = "medsiglip"`` setting. Loaded with transformers'
 ``AutoModel`` + ``AutoProcessor`` from a folder or hub id (``HF_HUB_OFFLINE`` honoured).
 
-Image path: the 16-bit PNG from ``dicom.pixels`` is min-max scaled to 8 bits (the same
-per-image scaling ELIXR-C applies inside its graph) and given to the processor as RGB,
-which resizes to 448×448 and normalises. Text path: SigLIP was trained with
+Image path, as Google's MedSigLIP serving code: the PNG from ``dicom.pixels`` is min-max
+scaled to [0, 1] in floating point (the same per-image scaling ELIXR-C applies inside its
+graph; no 8-bit rounding, so 16-bit sources keep their precision up to the resize),
+zero-padded to a square, resized bilinearly without antialiasing to the processor's size
+(448×448) and normalised with the processor's mean and std. Text path: SigLIP was trained with
 ``padding="max_length"`` (64 tokens); its pooled output is taken as is. Zero-shot scores use
 the same recipe as CXR Foundation — max cosine over the image tokens (here one) with the
 positive prompt minus that with the negative — so the policy's thresholds keep their
@@ -88,13 +90,26 @@ class MedSiglip:
         if not png.startswith(_PNG_SIGNATURE):
             raise ScoringError("image input is not a PNG")
         try:
-            inputs = self._processor(images=[_to_rgb8(png)], return_tensors="pt")
+            pixels = self._pixel_values(png)
             with self._torch.inference_mode():
-                out = self._model.get_image_features(pixel_values=inputs["pixel_values"])
+                out = self._model.get_image_features(pixel_values=pixels)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ScoringError(f"medsiglip image call failed: {type(exc).__name__}") from exc
         vector = _pooled(out).reshape(1, -1)
         return ImageEmbedding(contrastive=_l2(vector), general=None, model=MODEL_NAME)
+
+    def _pixel_values(self, png: bytes) -> Any:
+        """(1, 3, S, S) model input: [0, 1] → pad to square → bilinear resize → normalise."""
+        torch = self._torch
+        images = self._processor.image_processor
+        size = images.size
+        side = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+        square = torch.from_numpy(hub.pad_to_square(_unit_range(png)))[None, None]
+        # tf.image.resize(method="bilinear", antialias=False) in the reference = half-pixel bilinear.
+        resized = torch.nn.functional.interpolate(square, size=side, mode="bilinear", align_corners=False)
+        mean = torch.tensor(images.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(images.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        return (resized.expand(1, 3, *side) - mean) / std
 
     def embed_text(self, text: str) -> np.ndarray:
         """Embed one text (float32 (d,), L2-normalised, read-only); cached per text.
@@ -122,15 +137,17 @@ class MedSiglip:
         return embedding
 
 
-def _to_rgb8(png: bytes) -> Any:
-    """16-bit grayscale PNG → 8-bit RGB PIL image, min-max scaled per image."""
+def _unit_range(png: bytes) -> np.ndarray:
+    """Grayscale PNG → float32 (H, W) in [0, 1], min-max scaled per image (no 8-bit rounding)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as image:
         arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError("expected a grayscale PNG")
     lo, hi = arr.min(), arr.max()
-    scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.round(scaled).astype(np.uint8)).convert("RGB")
+    scaled = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return scaled.astype(np.float32)
 
 
 def _pooled(out: Any) -> np.ndarray:

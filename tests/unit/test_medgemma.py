@@ -203,3 +203,16 @@ def test_prompt_ids_have_one_bos_single_and_batched(drafter: MedGemmaDrafter) ->
         assert fed[0] == bos and fed[1] != bos
     single = drafter._inputs(pictures[:1], views[:1])["input_ids"][0].tolist()
     assert single == expected[0]
+
+
+def test_images_are_padded_to_square_before_the_processor_resizes(drafter: MedGemmaDrafter) -> None:
+    from PIL import Image
+
+    tall = np.random.default_rng(7).integers(0, 256, (200, 160), dtype=np.uint8)
+    square = np.zeros((200, 200), dtype=np.uint8)
+    square[:, 20:180] = tall  # centred, zeros either side: what Google's serving code feeds
+
+    fed = drafter._inputs([Image.fromarray(tall)], ["PA"])["pixel_values"]
+    expected = drafter._inputs([Image.fromarray(square)], ["PA"])["pixel_values"]
+    assert fed.shape == expected.shape
+    assert (fed == expected).all()

@@ -107,3 +107,31 @@ def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir
     assert again.is_trained("pneumothorax") and again["pneumothorax"] == pytest.approx(1 / (1 + np.exp(-3.0)))
     assert assess(again, "ROUTINE", policy).priority.value == "STAT"
     assert load_backend(config).name == MODEL_NAME
+
+
+def test_a_radiograph_is_padded_to_square_not_stretched(siglip):
+    from dicom.pixels import encode_png16
+
+    from scoring.hub import pad_to_square
+
+    tall = np.random.default_rng(5).integers(0, 65536, size=(120, 90), dtype=np.uint16)
+    tall[0, 0] = 0  # zero is the image's minimum, so padding with zeros changes no scaling
+    square = pad_to_square(tall)
+    assert square.shape == (120, 120) and square[:, :15].max() == 0 and square[:, 105:].max() == 0
+
+    a = siglip.embed_image(encode_png16(tall)).contrastive
+    b = siglip.embed_image(encode_png16(square)).contrastive
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_16_bit_detail_below_one_8_bit_level_reaches_the_model(siglip):
+    from dicom.pixels import encode_png16
+
+    levels = np.random.default_rng(6).integers(0, 255, size=(96, 96)).astype(np.uint16) * 257  # 8-bit levels
+    levels[0, 0], levels[0, 1] = 0, 65535
+    finer = levels.copy()
+    finer[10:80, 10:80] += 100  # less than half an 8-bit level: 8-bit rounding would erase it
+
+    a = siglip.embed_image(encode_png16(levels)).contrastive
+    b = siglip.embed_image(encode_png16(finer)).contrastive
+    assert np.abs(a - b).max() > 1e-6
