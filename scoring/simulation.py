@@ -167,7 +167,7 @@ class _Room:
 
     def head(self) -> tuple | None:
         while self.queue:
-            key, version, i = self.queue[0]
+            _, version, i = self.queue[0]
             if self.state[i] == _WAITING and version == self.version[i]:
                 return self.queue[0]
             heapq.heappop(self.queue)  # left the queue, or re-filed under a newer key
