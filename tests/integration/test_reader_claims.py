@@ -11,7 +11,16 @@ from sqlalchemy import select
 
 from common import EventStage
 from db.models import Event
-from db.reading import AlreadyRead, ClaimConflict, NotClaimant, StudyNotFound, claim, expire_idle_claims, mark_read, release
+from db.reading import (
+    AlreadyRead,
+    ClaimConflict,
+    NotClaimant,
+    StudyNotFound,
+    claim,
+    expire_idle_claims,
+    mark_read,
+    release,
+)
 from db.study_detail import study_detail
 from db.worklist import Filters, page
 from tests.integration.reading_support import NOW, add
