@@ -5,8 +5,8 @@ Follows the DICOM branch of Google's serving chain for CXR Foundation
 ``png_to_tfexample``) step by step, each step a pure numpy function:
 
     ds.pixel_array → apply_modality_lut → apply_window (if WindowCenter/Width)
-    → invert_monochrome1 (if MONOCHROME1) → shift_to_unsigned → rescale_dynamic_range
-    → encode_png16
+    → invert_monochrome1 (if MONOCHROME1) → shift_to_unsigned
+    → rescale_dynamic_range (16-bit only; uint8 is left as it is) → encode_png16
 
 Where Google's code would crash (float windowing, multi-valued windows, big-endian
 arrays, wide integer types) we take the obvious float-safe route and say so inline.
@@ -258,8 +258,8 @@ def to_model_array(ds: pydicom.Dataset) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        2-D ``Rows × Columns``, white = dense, stretched to the full range of its dtype:
-        uint8 (0..255) for 8-bit sources, otherwise uint16 (0..65535).
+        2-D ``Rows × Columns``, white = dense: uint8 with its own values for 8-bit sources
+        (not stretched, as in Google's chain), otherwise uint16 stretched to 0..65535.
 
     Raises
     ------
@@ -284,7 +284,8 @@ def to_model_array(ds: pydicom.Dataset) -> np.ndarray:
             if windowed is not None
             else "image has no contrast (a single pixel value)"
         )
-    return rescale_dynamic_range(arr)
+    # Google's chain stretches 16-bit images only: an 8-bit image keeps its own values.
+    return arr if arr.dtype == np.uint8 else rescale_dynamic_range(arr)
 
 
 def _check_header(ds: pydicom.Dataset) -> None:

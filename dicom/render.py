@@ -2,7 +2,7 @@
 
 MedGemma's processor takes an RGB picture and does its own resizing and normalising, so
 this module only takes the array CXR Foundation is given (modality LUT, window,
-MONOCHROME1 inversion, full-range stretch) down to 8 bits and three equal channels.
+MONOCHROME1 inversion, full-range stretch of 16-bit sources) down to 8 bits and three equal channels.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def to_rgb_image(ds: pydicom.Dataset) -> Image.Image:
     Returns
     -------
     PIL.Image.Image
-        Mode ``"RGB"``, ``Columns × Rows``, white = dense, full 0..255 range.
+        Mode ``"RGB"``, ``Columns × Rows``, white = dense (16-bit sources use the full 0..255 range; 8-bit ones keep their values).
 
     Raises
     ------
