@@ -84,8 +84,18 @@ class Settings(BaseSettings):
 
     # worklist
     worklist_window_hours: float = Field(72.0, gt=0, description="Studies received within this many hours are on the worklist")
-    escalate_routine_after_minutes: float | None = Field(120.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never)")
-    escalate_urgent_after_minutes: float | None = Field(60.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never)")
+    # Chosen with `radtriage simulate` (README, Reading-room simulation): in a day room of
+    # 220-300 chest X-rays, 2-3 readers, 3.5-5 min a read, triage alone lets the longest ROUTINE
+    # wait grow to 140-230 min (FIFO: 26-35); escalating after 60 min caps it at 67-80 min,
+    # escalates 0.7-2% of studies, shows none as STAT by escalation and leaves the critical wait as
+    # it was. The STAT step only matters for studies stuck for hours: 240 keeps STAT meaning
+    # "clinically STAT" (the old 120 + 60 gave the same shares in the day but capped less). With
+    # arrivals around the clock and readers only by day, any wall-clock wait shorter than a night
+    # escalates the night's studies (simulated, share of the list shown STAT by escalation in
+    # working hours: 72% with a STAT step of 60, 62% at 120, 44% at 240, 2% at 720); such sites
+    # should raise the STAT step to about 720 or unset it.
+    escalate_routine_after_minutes: float | None = Field(60.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never); chosen by simulation to cap routine waits without turning the list STAT")
+    escalate_urgent_after_minutes: float | None = Field(240.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never); long, so STAT stays for studies stuck for hours")
     claim_idle_minutes: float = Field(30.0, gt=0, description="A reader's claim on a study nobody acted on for this long is released")
     escalation_poll_seconds: float = Field(15.0, gt=0, description="How often waiting-time escalation and idle-claim expiry run")
 
