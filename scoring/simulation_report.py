@@ -223,7 +223,7 @@ def save_wait_plot(comparison: Comparison, path: Path) -> Path:
             w = np.sort(r.waits[group])
             if w.size:
                 ax.step(np.maximum(w, 1e-2), np.arange(1, w.size + 1) / w.size, where="post", label=str(r.policy))
-        ax.set(xscale="log", xlabel="wait (minutes, log scale)", ylabel="share read by then", title=group, ylim=(0, 1.01))
+        ax.set(xscale="log", xlabel="wait (minutes, log scale; no wait drawn at 0.01)", ylabel="share read by then", title=group, ylim=(0, 1.01))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     d = comparison.department
