@@ -98,11 +98,14 @@ def train(labels: Path, embeddings: Path | None, dicom: Path | None, id_column: 
 @click.option("--bootstrap", "n_boot", type=click.IntRange(100, 100_000), default=1000, show_default=True,
               help="Bootstrap resamples for the AUC's 95% confidence interval.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--record-validation", is_flag=True,
+              help="Sign the evaluated zero-shot rules off for this site: write a validation record per finding "
+                   "(<heads-dir>/<embedder>/validations/), which lets an unvalidated rule raise above URGENT.")
 def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_column: str | None, findings: Sequence[str],
              save_embeddings: Path | None, heads_dir: Path | None, config_file: str | None, text_embeddings: Path | None,
-             zero_shot_only: bool, out: Path, n_boot: int, seed: int) -> None:
+             zero_shot_only: bool, out: Path, n_boot: int, seed: int, record_validation: bool) -> None:
     """Per finding: AUC with a bootstrap 95% CI, sensitivity/specificity at the operating threshold, ROC PNG."""
-    from scoring.evaluation import evaluate_finding, save_roc_png, write_report
+    from scoring.evaluation import evaluate_finding, save_roc_png, write_report, write_validation
     from scoring.heads import HeadSet
     from scoring.trained_heads import load_heads
 
@@ -138,6 +141,12 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
         ))
     json_path, csv_path = write_report(results, out)
     _print_table(results)
+    if record_validation:
+        for e in (e for e in results if e.head == "zero-shot"):
+            rule = policy.rule(e.finding)
+            path = write_validation(e, embedder=embedder, prompt_positive=rule.prompt_positive,
+                                    prompt_negative=rule.prompt_negative, heads_dir=_heads_dir(settings, heads_dir))
+            click.echo(f"{e.finding}: validation record written to {path}")
     try:
         pngs = [save_roc_png(e, out / f"roc_{e.finding}.png") for e in results]
         click.echo(f"wrote {json_path}, {csv_path} and {len(pngs)} ROC curve(s) in {out}")

@@ -3,13 +3,19 @@ sensitivity/specificity at the operating threshold the policy would use.
 
 Pure numpy (tie-aware Mann–Whitney AUC), so results do not depend on a metrics library;
 matplotlib is imported only to draw ROC curves (``pip install 'radtriage[eval]'``).
+
+A zero-shot rule the policy marks unvalidated is validated for a site by a *validation
+record* (:func:`write_validation`, written by ``radtriage probe evaluate --record-validation``):
+``<heads_dir>/<embedder>/validations/<finding>.json``, bound to the prompt pair and threshold
+it was evaluated with, so editing either in the policy makes the rule unvalidated again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +29,10 @@ __all__ = [
     "roc_curve",
     "save_roc_png",
     "sensitivity_specificity",
+    "validated_findings",
+    "validation_path",
     "write_report",
+    "write_validation",
 ]
 
 
@@ -214,6 +223,49 @@ def write_report(evaluations: Sequence[FindingEvaluation], out_dir: Path) -> tup
         for e in evaluations:
             writer.writerow(e.summary())
     return json_path, csv_path
+
+
+def validation_path(heads_dir: Path, embedder: str, finding: str) -> Path:
+    """Where the validation record of one finding for one embedder lives."""
+    return Path(heads_dir) / embedder / "validations" / f"{finding}.json"
+
+
+def write_validation(
+    evaluation: FindingEvaluation, *, embedder: str, prompt_positive: str, prompt_negative: str, heads_dir: Path
+) -> Path:
+    """Record that a zero-shot rule was evaluated on local labelled data (figures and what was evaluated)."""
+    record = {
+        **evaluation.summary(), "embedder": embedder, "prompt_positive": prompt_positive,
+        "prompt_negative": prompt_negative, "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    path = validation_path(heads_dir, embedder, evaluation.finding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return path
+
+
+def validated_findings(heads_dir: Path | None, embedder: str, rules: Iterable[object]) -> frozenset[str]:
+    """Names of the rules with a validation record for ``embedder`` that matches them exactly.
+
+    ``rules`` are policy rules (``name``, ``prompt_positive``, ``prompt_negative``,
+    ``threshold``). A record made with other prompts or another threshold does not count;
+    an unreadable record counts as none (the rule stays capped, the safe side).
+    """
+    if heads_dir is None:
+        return frozenset()
+    names = set()
+    for rule in rules:
+        path = validation_path(heads_dir, embedder, rule.name)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        same = (record.get("embedder"), record.get("prompt_positive"), record.get("prompt_negative"),
+                record.get("head")) == (embedder, rule.prompt_positive, rule.prompt_negative, "zero-shot")
+        threshold = record.get("threshold")
+        if same and isinstance(threshold, (int, float)) and math.isclose(threshold, rule.threshold, abs_tol=1e-9):
+            names.add(rule.name)
+    return frozenset(names)
 
 
 def _midranks(values: np.ndarray) -> np.ndarray:

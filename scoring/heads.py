@@ -65,10 +65,14 @@ class FindingScores(Mapping[str, float]):
     head_thresholds : Mapping[str, float]
         For findings scored by a trained head: that head's operating threshold. A
         finding absent from it was scored zero-shot.
+    validated : frozenset of str
+        Zero-shot findings whose rule a local validation record covers
+        (``scoring.evaluation.validated_findings``); trained heads count as validated anyway.
     """
 
     scores: Mapping[str, float]
     head_thresholds: Mapping[str, float] = field(default_factory=dict)
+    validated: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         checked: dict[str, float] = {}
@@ -83,6 +87,10 @@ class FindingScores(Mapping[str, float]):
             raise ValueError(f"head threshold for unscored finding(s) {sorted(unknown)}")
         if any(not (0.0 <= v <= 1.0) or not (0.0 <= checked[k] <= 1.0) for k, v in thresholds.items()):
             raise ValueError("trained-head scores and thresholds must be probabilities")
+        validated = frozenset(str(name) for name in self.validated)
+        if validated - set(checked):
+            raise ValueError(f"validation for unscored finding(s) {sorted(validated - set(checked))}")
+        object.__setattr__(self, "validated", validated)
         object.__setattr__(self, "scores", MappingProxyType(checked))
         object.__setattr__(self, "head_thresholds", MappingProxyType(thresholds))
 
@@ -98,6 +106,10 @@ class FindingScores(Mapping[str, float]):
     def is_trained(self, name: str) -> bool:
         """Whether a trained head (probability) rather than the zero-shot head scored ``name``."""
         return name in self.head_thresholds
+
+    def is_validated(self, name: str) -> bool:
+        """Whether ``name`` was scored by a trained head or by a locally validated zero-shot rule."""
+        return self.is_trained(name) or name in self.validated
 
     def __repr__(self) -> str:
         inner = ", ".join(
@@ -184,10 +196,11 @@ def highest(per_image: Sequence[FindingScores]) -> FindingScores:
     thresholds = dict(per_image[0].head_thresholds)
     if any(set(scores) != names for scores in per_image):
         raise ValueError("image scores cover different findings")
-    if any(dict(scores.head_thresholds) != thresholds for scores in per_image):
+    if any(dict(scores.head_thresholds) != thresholds or scores.validated != per_image[0].validated
+           for scores in per_image):
         raise ValueError("image scores come from different heads")
     combined = {name: max(scores[name] for scores in per_image) for name in per_image[0]}
-    return FindingScores(combined, thresholds)
+    return FindingScores(combined, thresholds, per_image[0].validated)
 
 
 class HeadSet:
@@ -202,6 +215,8 @@ class HeadSet:
     trained : Mapping[str, TrainedHead], optional
         Trained heads by finding name; heads for findings the policy does not name are
         ignored.
+    validated : iterable of str, optional
+        Zero-shot findings a local validation record covers (passed on with every score).
 
     Raises
     ------
@@ -215,9 +230,11 @@ class HeadSet:
         findings: Iterable[Finding],
         prompts: PromptEmbeddings,
         trained: Mapping[str, TrainedHead] | None = None,
+        validated: Iterable[str] = (),
     ) -> None:
         trained = dict(trained or {})
         self.names = tuple(f.name for f in findings)
+        self.validated = frozenset(validated) & set(self.names)
         self.trained = {name: trained[name] for name in self.names if name in trained}
         self.prompts = {name: prompts[name] for name in self.names if name not in self.trained and name in prompts}
         lacking = [name for name in self.names if name not in self.trained and name not in self.prompts]
@@ -241,7 +258,8 @@ class HeadSet:
         zero_shot = score_findings(embedding, self.prompts) if self.prompts else {}
         trained = {name: head.predict(embedding) for name, head in self.trained.items()}
         scores = {name: trained[name] if name in trained else zero_shot[name] for name in self.names}
-        return FindingScores(scores, {name: head.operating_threshold for name, head in self.trained.items()})
+        thresholds = {name: head.operating_threshold for name, head in self.trained.items()}
+        return FindingScores(scores, thresholds, self.validated - set(self.trained))
 
     def score_bytes(self, data: bytes) -> FindingScores:
         """Rescore a stored embedding (``ImageEmbedding.to_bytes``) without any model call.

@@ -8,13 +8,14 @@ so stored embeddings can be rescored (``triager.heads.score_bytes``) under new h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
 
 from scoring.backends import EmbedderConfig, default_heads_dir, load_backend
 from scoring.embedding import ImageEmbedding
+from scoring.evaluation import validated_findings
 from scoring.heads import FindingScores, HeadSet, PromptEmbeddings, embed_prompts
 from scoring.trained_heads import TrainedHead, load_heads
 from scoring.urgency import Policy
@@ -44,6 +45,9 @@ class Triager:
     trained : mapping of str to TrainedHead, optional
         Trained heads by finding (those of other findings are ignored); the remaining
         findings are scored zero-shot.
+    validated : iterable of str, optional
+        Zero-shot findings a local validation record covers (:meth:`load` reads them from
+        ``<heads_dir>/<embedder>/validations/``).
 
     Raises
     ------
@@ -52,7 +56,11 @@ class Triager:
     """
 
     def __init__(
-        self, backend: EmbeddingBackend, policy: Policy, trained: Mapping[str, TrainedHead] | None = None
+        self,
+        backend: EmbeddingBackend,
+        policy: Policy,
+        trained: Mapping[str, TrainedHead] | None = None,
+        validated: Iterable[str] = (),
     ) -> None:
         self.backend = backend
         self.policy = policy
@@ -62,7 +70,7 @@ class Triager:
         # and only for the findings a trained head does not take over.
         zero_shot = [f for f in policy.findings if f.name not in trained]
         self.prompt_embeddings: PromptEmbeddings = embed_prompts(zero_shot, backend.embed_text)
-        self.heads = HeadSet(policy.findings, self.prompt_embeddings, trained)
+        self.heads = HeadSet(policy.findings, self.prompt_embeddings, trained, validated)
 
     @classmethod
     def load(cls, config: EmbedderConfig, policy: Policy) -> Triager:
@@ -78,7 +86,9 @@ class Triager:
             If a prompt cannot be embedded or a trained head file is invalid.
         """
         backend = load_backend(config)
-        return cls(backend, policy, load_heads(default_heads_dir(config), backend.name))
+        heads_dir = default_heads_dir(config)
+        validated = validated_findings(heads_dir, backend.name, policy.rules)
+        return cls(backend, policy, load_heads(heads_dir, backend.name), validated)
 
     @property
     def model_name(self) -> str:

@@ -8,6 +8,11 @@ Thresholds have two meanings, one per kind of head (:meth:`Policy.threshold_for`
 a zero-shot score is compared with the finding's ``threshold`` (difference of cosines);
 a trained head's probability with the finding's ``trained_threshold`` when the policy sets
 one, else with the operating threshold stored in the head file.
+
+Every rule says whether it is ``validated`` (its prompt pair and threshold evaluated, by
+Google or locally). An unvalidated rule may raise a study to URGENT at most, and its reason
+says "unvalidated", until a local validation record (``radtriage probe evaluate
+--record-validation``) or a trained head for that finding validates it.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ __all__ = ["DEFAULT_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
 
-_RULE_KEYS = {"label", "prompt_positive", "prompt_negative", "threshold", "severity", "priority"}
+_RULE_KEYS = {"label", "prompt_positive", "prompt_negative", "threshold", "severity", "priority", "validated"}
 _OPTIONAL_RULE_KEYS = {"trained_threshold"}
 _URGENCY_KEYS = {"scale", "probability_scale"}
 _TOP_KEYS = {"format", "urgency", "findings", "drafts"}
 _FORMAT = 1
 _THRESHOLD_RANGE = (-2.0, 2.0)  # a difference of two cosines cannot leave [-2, 2]
+# The most an unvalidated rule may raise a study to.
+UNVALIDATED_CAP = Priority.URGENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +55,12 @@ class FindingRule:
     severity: float
     priority: Priority
     trained_threshold: float | None = None  # probability; overrides the trained head's own
+    validated: bool = False  # unvalidated rules raise to URGENT at most (see the module docstring)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "priority", Priority(self.priority))
+        if not isinstance(self.validated, bool):
+            raise ValueError(f"validated must be true or false, got {self.validated!r}")
         lo, hi = _THRESHOLD_RANGE
         if not (math.isfinite(self.threshold) and lo <= self.threshold <= hi):
             raise ValueError(f"threshold must be a number in [{lo}, {hi}], got {self.threshold!r}")
@@ -110,6 +120,18 @@ class Policy:
         if not scores.is_trained(name):
             return r.threshold
         return r.trained_threshold if r.trained_threshold is not None else scores.head_thresholds[name]
+
+    def implied_priority(self, name: str, scores: FindingScores) -> Priority:
+        """The priority the finding raises to when present: the rule's, capped at URGENT
+        while neither the rule, a validation record nor a trained head validates it."""
+        r = self.rule(name)
+        if r.validated or scores.is_validated(name) or r.priority.rank <= UNVALIDATED_CAP.rank:
+            return r.priority
+        return UNVALIDATED_CAP
+
+    def is_validated(self, name: str, scores: FindingScores) -> bool:
+        """Whether the rule, a local validation record or a trained head validates ``name``."""
+        return self.rule(name).validated or scores.is_validated(name)
 
     def scale_for(self, name: str, scores: FindingScores) -> float:
         """How sharply urgency rises around the threshold, in the score's own units."""
@@ -187,6 +209,7 @@ def _parse_policy(data: Mapping[str, Any]) -> Policy:
                     threshold=float(_typed(table, "threshold", (int, float))),
                     severity=float(_typed(table, "severity", (int, float))),
                     priority=_priority(table["priority"]),
+                    validated=_boolean(table, "validated"),
                     trained_threshold=(
                         float(_typed(table, "trained_threshold", (int, float)))
                         if "trained_threshold" in table
@@ -266,11 +289,14 @@ def assess(
     margin = {r.name: (scores[r.name] - policy.threshold_for(r.name, scores)) / policy.scale_for(r.name, scores)
               for r in policy.rules}
     present = [r for r in policy.rules if margin[r.name] >= 0]
+    implied = {r.name: policy.implied_priority(r.name, scores) for r in present}
     # Most urgent first, then by how far the score clears its threshold.
-    present.sort(key=lambda r: (-r.priority.rank, -margin[r.name]))
-    priority = Priority.most_urgent(ordered, *(r.priority for r in present))
+    present.sort(key=lambda r: (-implied[r.name].rank, -margin[r.name]))
+    priority = Priority.most_urgent(ordered, *implied.values())
     reasons = tuple(
-        f"{_describe(r.name, scores, policy, '≥')} → {r.priority.value}" for r in present
+        f"{_describe(r.name, scores, policy, '≥')} → {implied[r.name].value}"
+        f"{'' if policy.is_validated(r.name, scores) else _unvalidated(r, implied[r.name])}"
+        for r in present
     ) or (_closest_miss(scores, policy, margin),)
     urgency = max(r.severity * _sigmoid(margin[r.name]) for r in policy.rules)
     return Assessment(priority, min(100.0, max(0.0, 100.0 * urgency)), reasons)
@@ -282,6 +308,13 @@ def _describe(name: str, scores: FindingScores, policy: Policy, relation: str) -
     if scores.is_trained(name):
         return f"{name} p={scores[name]:.2f} {relation} {threshold:.2f} (trained head)"
     return f"{name} {scores[name]:.2f} {relation} {threshold:.2f}"
+
+
+def _unvalidated(rule: FindingRule, implied: Priority) -> str:
+    """The reason's note for a rule nobody has validated yet, naming a withheld priority."""
+    if implied != rule.priority:
+        return f" (unvalidated rule: {rule.priority.value} once validated)"
+    return " (unvalidated rule)"
 
 
 def _closest_miss(scores: FindingScores, policy: Policy, margin: Mapping[str, float]) -> str:
@@ -315,6 +348,13 @@ def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) ->
     # bool is an int in Python; `threshold = true` is a mistake, not 1.0.
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"'{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _boolean(table: Mapping[str, Any], key: str) -> bool:
+    value = table[key]
+    if not isinstance(value, bool):
+        raise TypeError(f"'{key}' has the wrong type ({type(value).__name__}); write true or false")
     return value
 
 

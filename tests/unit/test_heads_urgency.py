@@ -38,8 +38,9 @@ DOCUMENTED_PRIORITIES = {
 }
 
 
-def _rule(name="pneumothorax", threshold=0.2, severity=1.0, priority="STAT") -> FindingRule:
-    return FindingRule(name, name, f"{name} present", f"no {name}", threshold, severity, Priority(priority))
+def _rule(name="pneumothorax", threshold=0.2, severity=1.0, priority="STAT", validated=True) -> FindingRule:
+    return FindingRule(name, name, f"{name} present", f"no {name}", threshold, severity, Priority(priority),
+                       validated=validated)
 
 
 # --- heads --------------------------------------------------------------------------------
@@ -123,8 +124,13 @@ def test_finding_at_threshold_implies_its_priority(name):
     assert below.priority is Priority.ROUTINE
     scores[name] = rule.threshold
     at = assess(FindingScores(scores), Priority.ROUTINE, policy)
-    assert at.priority is rule.priority
-    assert at.reasons == (f"{name} {rule.threshold:.2f} ≥ {rule.threshold:.2f} → {rule.priority.value}",)
+    if rule.validated:
+        assert at.priority is rule.priority
+        assert at.reasons == (f"{name} {rule.threshold:.2f} ≥ {rule.threshold:.2f} → {rule.priority.value}",)
+    else:
+        assert at.priority is Priority.most_urgent(Priority.ROUTINE, min(rule.priority, Priority.URGENT,
+                                                                         key=lambda p: p.rank))
+        assert "unvalidated" in at.reasons[0]
     assert at.urgency_score == pytest.approx(50.0 * rule.severity, abs=1e-6)
 
 
@@ -136,7 +142,7 @@ def test_never_below_ordered_priority():
         for ordered in Priority:
             result = assess(scores, ordered, policy)
             assert result.priority.rank >= ordered.rank
-    stat_finding = FindingScores({r.name: 1.0 for r in policy.rules})
+    stat_finding = FindingScores({r.name: 1.0 for r in policy.rules}, validated=frozenset(r.name for r in policy.rules))
     assert assess(stat_finding, "URGENT", policy).priority is Priority.STAT
 
 
@@ -228,3 +234,83 @@ def test_missing_policy_file(tmp_path):
 
 def test_shipped_policy_file_is_in_the_package():
     assert DEFAULT_POLICY_PATH == Path(__file__).parents[2] / "scoring" / "policy.toml"
+
+
+# --- validated and unvalidated rules --------------------------------------------------------------
+
+
+def test_every_shipped_rule_says_whether_it_is_validated():
+    import tomllib
+
+    for path in sorted(DEFAULT_POLICY_PATH.parent.glob("policy*.toml")):
+        tables = tomllib.loads(path.read_text())["findings"]
+        assert all(isinstance(t.get("validated"), bool) for t in tables.values()), path.name
+    validated = {r.name: r.validated for r in load_policy().rules}
+    # Google published and evaluated these prompt pairs; the other three it never did.
+    assert validated == {"pneumothorax": True, "pleural_effusion": True, "pulmonary_edema": True,
+                         "airspace_opacity": True, "pneumoperitoneum": False, "widened_mediastinum": False,
+                         "cardiomegaly": False}
+
+
+def _only(policy, name, value=1.0, **kwargs):
+    return FindingScores({r.name: (value if r.name == name else -1.0) for r in policy.rules}, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["pneumoperitoneum", "widened_mediastinum"])
+def test_an_unvalidated_stat_rule_raises_to_urgent_at_most_and_says_unvalidated(name):
+    policy = load_policy()
+    result = assess(_only(policy, name), "ROUTINE", policy)
+    assert result.priority is Priority.URGENT
+    assert result.reasons == (f"{name} 1.00 ≥ 0.10 → URGENT (unvalidated rule: STAT once validated)",)
+    assert assess(_only(policy, name), "STAT", policy).priority is Priority.STAT  # the order still stands
+
+
+def test_an_unvalidated_routine_rule_is_named_unvalidated():
+    policy = load_policy()
+    assert assess(_only(policy, "cardiomegaly"), "ROUTINE", policy).reasons == (
+        "cardiomegaly 1.00 ≥ 0.10 → ROUTINE (unvalidated rule)",)
+
+
+def test_a_matching_validation_record_lifts_the_cap(tmp_path):
+    from scoring.evaluation import evaluate_finding, validated_findings, write_validation
+    from scoring.heads import HeadSet
+
+    policy = load_policy()
+    rule = policy.rule("pneumoperitoneum")
+    evaluation = evaluate_finding(rule.name, [0, 0, 1, 1], [-0.2, 0.0, 0.15, 0.3], threshold=rule.threshold,
+                                  head="zero-shot", n_boot=100)
+    write_validation(evaluation, embedder="cxr-foundation", prompt_positive=rule.prompt_positive,
+                     prompt_negative=rule.prompt_negative, heads_dir=tmp_path)
+    validated = validated_findings(tmp_path, "cxr-foundation", policy.rules)
+    assert validated == {"pneumoperitoneum"}
+    assert validated_findings(tmp_path, "medsiglip", policy.rules) == frozenset()  # another embedder's scale
+
+    up = np.zeros(128, dtype=np.float32)
+    up[0] = 1.0
+    heads = HeadSet(policy.findings, {f.name: (up, -up) for f in policy.findings}, validated=validated)
+    scores = heads.score(ImageEmbedding(np.tile(up, (32, 1))))
+    result = assess(scores, "ROUTINE", policy)
+    assert result.priority is Priority.STAT
+    assert not any("unvalidated" in r for r in result.reasons if r.startswith("pneumoperitoneum"))
+
+    moved = Policy(tuple(FindingRule(r.name, r.label, r.prompt_positive, r.prompt_negative,
+                                     r.threshold + (0.05 if r.name == rule.name else 0), r.severity, r.priority,
+                                     validated=r.validated) for r in policy.rules))
+    assert validated_findings(tmp_path, "cxr-foundation", moved.rules) == frozenset()  # threshold edited since
+
+
+def test_a_trained_head_validates_its_finding():
+    policy = load_policy()
+    scores = _only(policy, "widened_mediastinum", 0.9, head_thresholds={"widened_mediastinum": 0.5})
+    result = assess(scores, "ROUTINE", policy)
+    assert result.priority is Priority.STAT and "unvalidated" not in result.reasons[0]
+
+
+def test_validated_must_be_true_or_false(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text(DEFAULT_POLICY_PATH.read_text().replace("\nvalidated = true", '\nvalidated = "yes"', 1))
+    with pytest.raises(PolicyError, match="'validated' has the wrong type"):
+        load_policy(path)
+    path.write_text(DEFAULT_POLICY_PATH.read_text().replace("\nvalidated = true\n", "\n", 1))
+    with pytest.raises(PolicyError, match=r"\[findings.pneumothorax\] is missing validated"):
+        load_policy(path)

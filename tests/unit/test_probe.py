@@ -303,10 +303,15 @@ def test_probe_evaluate_zero_shot_from_text_embeddings(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["probe", "evaluate", "--labels", str(labels), "--embeddings", str(npz),
                                        "--text-embeddings", str(tmp_path / "text.npz"), "--zero-shot",
                                        "--heads-dir", str(tmp_path / "none"), "--out", str(tmp_path / "e"),
-                                       "--bootstrap", "100"])
+                                       "--bootstrap", "100", "--record-validation"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert row["head"] == "zero-shot" and row["threshold"] == rule.threshold and row["auc"] > 0.95
+    # The sign-off: a validation record bound to this embedder, prompt pair and threshold.
+    from scoring.evaluation import validated_findings
+
+    assert "validation record written" in result.output
+    assert validated_findings(tmp_path / "none", "cxr-foundation", policy.rules) == {FINDING}
 
 
 def test_probe_needs_exactly_one_embedding_source(tmp_path):
