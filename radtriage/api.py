@@ -1,25 +1,23 @@
-"""The HTTP API: worklist, health and Prometheus metrics; the JSON shapes are in ``api_models``."""
+"""The HTTP API and the worklist page: ``create_api`` wires the routers (worklist, studies,
+events, page) to the database, the authenticator, health and metrics."""
 
 from __future__ import annotations
 
-import html
+import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Response
-from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.worklist import Escalation, worklist
-from radtriage.api_models import Health, Worklist, WorklistItem, iso_utc
+from db.session import make_session_factory
+from db.worklist import Escalation
+from radtriage import api_events, api_page, api_studies, api_worklist
+from radtriage.api_deps import ApiContext
+from radtriage.api_feed import EventFeed, database_reads
+from radtriage.api_models import Health
 from radtriage.auth import Authenticator
-
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
-<title>radtriage worklist</title><style>body{{font-family:sans-serif}}td,th{{padding:4px 8px;text-align:left}}
-.STAT{{background:#fdd}}.URGENT{{background:#ffd}}</style></head><body>
-<h1>radtriage worklist</h1><p><b>Research triage aid, not a diagnosis.</b> AI may only raise a priority.</p>
-<table><tr><th>Priority</th><th>Ordered</th><th>Urgency</th><th>Status</th><th>Accession</th><th>Received</th><th>Reasons</th></tr>
-{rows}</table></body></html>"""
 
 
 def create_api(
@@ -27,22 +25,39 @@ def create_api(
     sessions: sessionmaker[Session],
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], tuple[bytes, str]],
-    escalation: Escalation = Escalation(),
+    escalation: Escalation | None = None,
     auth: Authenticator | None = None,
+    data_dir: Path | None = None,
+    viewer_url_template: str | None = None,
+    events: EventFeed | None = None,
 ) -> FastAPI:
-    """The API; every route but /healthz needs a signed-in user once ``auth`` has any
-    configured (see :mod:`radtriage.auth`); /metrics also takes its scrape token."""
-    app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)")
+    """The API; every route but /healthz, the page and its assets needs a signed-in user once
+    ``auth`` has any configured (see :mod:`radtriage.auth`); /metrics also takes its scrape token.
+
+    ``escalation.window`` limits the worklist to studies received within it; ``data_dir`` holds
+    the stored images (study headers, previews); ``viewer_url_template`` links each study to the
+    site's viewer.
+    """
     auth = auth or Authenticator(sessions)
+    escalation = escalation or Escalation()
+    reads = make_session_factory(sessions.kw["bind"], readonly=True)
+    if events is None:
+        read_after, read_last = database_reads(reads)
+        events = EventFeed(read_after=read_after, read_last=read_last)
+    window = escalation.window.total_seconds() / 3600 if escalation.window else None
 
-    def items(limit: int) -> list[WorklistItem]:
-        with sessions() as session:
-            rows = worklist(session, limit=limit, escalation=escalation)
-        return [WorklistItem.model_validate(row) for row in rows]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        events.close()  # open event streams end, so the server can stop
 
-    @app.get("/api/worklist", dependencies=[Depends(auth.require_reader)])
-    def get_worklist(limit: int = 1000) -> Worklist:
-        return Worklist(items=items(limit))
+    app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)",
+                  lifespan=lifespan)
+    app.state.context = ApiContext(sessions=sessions, reads=reads, events=events, data_dir=data_dir,
+                                   viewer_url_template=viewer_url_template, window_hours=window)
+    for module in (api_worklist, api_studies, api_events):
+        app.include_router(module.routes(auth))
+    app.include_router(api_page.routes())
 
     @app.get("/healthz", responses={503: {"model": Health, "description": "The database is down"}})
     def get_health(response: Response) -> Health:
@@ -58,16 +73,4 @@ def create_api(
         body, content_type = metrics()
         return Response(body, media_type=content_type)
 
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(auth.require_reader)])
-    def page() -> str:
-        return _PAGE.format(rows="".join(_row(item) for item in items(500)))
-
     return app
-
-
-def _row(item: WorklistItem) -> str:
-    score = "" if item.urgency_score is None else f"{item.urgency_score:.0f}"
-    cells = [item.priority, item.ordered_priority, score, item.status, item.accession_number or "",
-             iso_utc(item.received_at), "; ".join(item.reasons)]
-    tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-    return f'<tr class="{html.escape(item.priority)}">{tds}</tr>'

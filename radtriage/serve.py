@@ -119,9 +119,11 @@ class Daemon:
             if not self.drafts_unavailable:
                 self._supervise("draft")
 
-        api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
-                         escalation=s.escalation, auth=self.auth)
-        self._http = uvicorn.Server(uvicorn.Config(api, host=s.http_host, port=s.http_port, log_level="warning"))
+        self.api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
+                              escalation=s.escalation, auth=self.auth, data_dir=s.data_dir.resolve(),
+                              viewer_url_template=s.viewer_url_template)
+        self._http = uvicorn.Server(uvicorn.Config(self.api, host=s.http_host, port=s.http_port, log_level="warning",
+                                                   timeout_graceful_shutdown=5))
         self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)
 
@@ -215,6 +217,7 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
         log.info("shutting down")
+        self.api.state.context.events.close()  # open event streams end, or the server would wait on them
         self._http.should_exit = True
         self.listener.stop()
         for worker in self.workers.values():

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     escalate_urgent_after_minutes: float | None = Field(240.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never); long, so STAT stays for studies stuck for hours")
     claim_idle_minutes: float = Field(30.0, gt=0, description="A reader's claim on a study nobody acted on for this long is released")
     escalation_poll_seconds: float = Field(15.0, gt=0, description="How often waiting-time escalation and idle-claim expiry run")
+    viewer_url_template: str | None = Field(None, description="Link from each study to the site's viewer, e.g. https://pacs/viewer?StudyInstanceUIDs={study_instance_uid}; placeholders {study_instance_uid} and {accession_number} (unset: no link)")
 
     # HTTP API
     http_host: str = Field("127.0.0.1", description="Address of the HTTP API and /metrics")
@@ -170,6 +171,20 @@ class Settings(BaseSettings):
         if bool(self.oidc_issuer) != bool(self.oidc_audience):
             raise ValueError("single sign-on needs both oidc_issuer and oidc_audience")
         return self
+
+    @field_validator("viewer_url_template")
+    @classmethod
+    def _viewer_link(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("viewer_url_template must be an http(s) URL")
+        unknown = set(re.findall(r"\{([^{}]*)\}", value)) - {"study_instance_uid", "accession_number"}
+        if unknown:
+            raise ValueError(f"viewer_url_template knows only {{study_instance_uid}} and {{accession_number}}, "
+                             f"not {', '.join(sorted(unknown))}")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,144 @@
+"""The event feed behind ``GET /api/events``: one poller per app reads new rows of the events
+table by id (indexed, on read-only sessions, so it never holds SQLite's write lock) and wakes
+every open stream; each stream sends what lies past its own cursor as ``id:``/``data:`` frames,
+so a client reconnecting with ``Last-Event-ID`` resumes where it stopped (from the poller's
+recent buffer, or from the database when it was away longer). A comment every
+``keepalive_seconds`` keeps proxies from closing an idle stream; ``close()`` ends every stream
+within a second, for shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Event, Study, as_utc
+from radtriage.api_models import iso_utc
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500  # rows per database read; a stream far behind catches up in rounds
+_BUFFER = 2000  # recent events kept in memory for streams that are a little behind
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One change: which study, which stage of its history, when (no patient data, no names)."""
+
+    id: int
+    study_instance_uid: str
+    stage: str
+    at: dt.datetime
+
+    def frame(self) -> str:
+        data = json.dumps({"study_instance_uid": self.study_instance_uid, "stage": self.stage, "at": iso_utc(self.at)})
+        return f"id: {self.id}\nevent: study\ndata: {data}\n\n"
+
+
+# (after_id, limit) → events with a larger id, oldest first; and → the largest id so far.
+ReadAfter = Callable[[int, int], list[FeedEvent]]
+ReadLast = Callable[[], int]
+
+
+def database_reads(reads: sessionmaker[Session]) -> tuple[ReadAfter, ReadLast]:
+    """The feed's two reads on the events table, by primary key (read-only sessions)."""
+
+    def read_after(after_id: int, limit: int) -> list[FeedEvent]:
+        with reads() as session:
+            rows = session.execute(
+                select(Event.id, Study.study_instance_uid, Event.stage, Event.created_at)
+                .join(Study, Study.id == Event.study_id)
+                .where(Event.id > after_id).order_by(Event.id).limit(limit)
+            ).all()
+        return [FeedEvent(i, uid, stage, as_utc(at)) for i, uid, stage, at in rows]
+
+    def read_last() -> int:
+        with reads() as session:
+            return session.scalar(select(func.max(Event.id))) or 0
+
+    return read_after, read_last
+
+
+class EventFeed:
+    """The shared poller and the streams that follow it."""
+
+    def __init__(self, *, read_after: ReadAfter, read_last: ReadLast, poll_seconds: float = 0.5,
+                 keepalive_seconds: float = 15.0) -> None:
+        self._read_after, self._read_last = read_after, read_last
+        self.poll_seconds, self.keepalive_seconds = poll_seconds, keepalive_seconds
+        self._buffer: collections.deque[FeedEvent] = collections.deque(maxlen=_BUFFER)
+        self._last_id: int | None = None
+        self._changed: asyncio.Condition | None = None
+        self._task: asyncio.Task | None = None
+        self._closed = threading.Event()  # set from any thread (the daemon's stop)
+
+    def close(self) -> None:
+        """End the poller and every stream (within about a second)."""
+        self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def _start(self) -> None:
+        # One poller per event loop: a test client may serve each request on a loop of its own.
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._changed = asyncio.Condition()
+            self._last_id = await asyncio.to_thread(self._read_last)
+            self._task = asyncio.create_task(self._poll(), name="event-feed")
+
+    async def _poll(self) -> None:
+        while not self.closed:
+            try:
+                events = await asyncio.to_thread(self._read_after, self._last_id, _BATCH)
+            except (SQLAlchemyError, OSError) as exc:  # the database is away: streams stay open, we try again
+                log.warning("event feed read failed (%s)", type(exc).__name__)
+                events = []
+            if events:
+                self._buffer.extend(events)
+                self._last_id = events[-1].id
+                async with self._changed:
+                    self._changed.notify_all()
+            if len(events) < _BATCH:
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _after(self, cursor: int) -> list[FeedEvent]:
+        if self._buffer and self._buffer[0].id <= cursor + 1:
+            return [e for e in self._buffer if e.id > cursor]
+        if cursor >= (self._last_id or 0):
+            return []
+        return await asyncio.to_thread(self._read_after, cursor, _BATCH)  # further behind than the buffer
+
+    async def stream(self, last_event_id: int | None) -> AsyncIterator[str]:
+        """Frames for one client: what happened after ``last_event_id`` (None: from now)."""
+        await self._start()
+        cursor = self._last_id if last_event_id is None else last_event_id
+        yield "retry: 2000\n: connected\n\n"
+        quiet_since = time.monotonic()
+        while not self.closed:
+            events = await self._after(cursor)
+            if events:
+                cursor = events[-1].id
+                quiet_since = time.monotonic()
+                yield "".join(e.frame() for e in events)
+                continue
+            if time.monotonic() - quiet_since >= self.keepalive_seconds:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            async with self._changed:
+                try:  # wake at least every second to notice close() and to keep alive
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, self.keepalive_seconds))
+                except TimeoutError:
+                    pass
