@@ -105,6 +105,7 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
              save_embeddings: Path | None, heads_dir: Path | None, config_file: str | None, text_embeddings: Path | None,
              zero_shot_only: bool, out: Path, n_boot: int, seed: int, record_validation: bool) -> None:
     """Per finding: AUC with a bootstrap 95% CI, sensitivity/specificity at the operating threshold, ROC PNG."""
+    from scoring.errors import PolicyError
     from scoring.evaluation import evaluate_finding, save_roc_png, write_report, write_validation
     from scoring.heads import HeadSet
     from scoring.trained_heads import load_heads
@@ -113,6 +114,10 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
     policy = _policy(settings)
     table, embedded = _load_inputs(settings, labels, embeddings, dicom, id_column, findings, save_embeddings)
     embedder = next(iter(embedded.values())).model
+    try:
+        policy.check_embedder(embedder)  # thresholds on another embedder's scale would mislead
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
     rules = [r for r in policy.rules if r.name in table.labels]
     for name in sorted(set(table.labels) - {r.name for r in rules}):
         click.echo(f"{name}: skipped (not a finding of the policy)")

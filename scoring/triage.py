@@ -51,6 +51,8 @@ class Triager:
 
     Raises
     ------
+    PolicyError
+        If the policy was written for another embedder's scores.
     ScoringError
         If embedding a prompt fails.
     """
@@ -62,6 +64,7 @@ class Triager:
         trained: Mapping[str, TrainedHead] | None = None,
         validated: Iterable[str] = (),
     ) -> None:
+        policy.check_embedder(str(getattr(backend, "name", "cxr-foundation")))
         self.backend = backend
         self.policy = policy
         names = {f.name for f in policy.findings}

@@ -29,14 +29,19 @@ from scoring.draft_escalation import CriticalTerm, parse_drafts_table
 from scoring.errors import PolicyError, ScoringError
 from scoring.heads import Finding, FindingScores
 
-__all__ = ["DEFAULT_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess", "load_policy"]
+__all__ = ["DEFAULT_POLICY_PATH", "EMBEDDERS", "MEDSIGLIP_POLICY_PATH", "Assessment", "FindingRule", "Policy", "assess",
+           "load_policy"]
 
-DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")
+DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.toml")  # CXR Foundation's scale
+MEDSIGLIP_POLICY_PATH = Path(__file__).with_name("policy_medsiglip.toml")
+# A policy's `embedder`: the embedder names scores and heads are recorded with. The
+# setting's spelling (cxr_foundation) is accepted too.
+EMBEDDERS = ("cxr-foundation", "medsiglip")
 
 _RULE_KEYS = {"label", "prompt_positive", "prompt_negative", "threshold", "severity", "priority", "validated"}
 _OPTIONAL_RULE_KEYS = {"trained_threshold"}
 _URGENCY_KEYS = {"scale", "probability_scale"}
-_TOP_KEYS = {"format", "urgency", "findings", "drafts"}
+_TOP_KEYS = {"format", "embedder", "urgency", "findings", "drafts"}
 _FORMAT = 1
 _THRESHOLD_RANGE = (-2.0, 2.0)  # a difference of two cosines cannot leave [-2, 2]
 # The most an unvalidated rule may raise a study to.
@@ -82,6 +87,8 @@ class Policy:
     """A validated urgency policy: the rules in file order plus the urgency scale."""
 
     rules: tuple[FindingRule, ...]
+    # Whose scores the thresholds are on: zero-shot scores of two embedders are not comparable.
+    embedder: str = "cxr-foundation"
     urgency_scale: float = 0.05
     probability_scale: float = 0.05
     # The optional [drafts] table (scoring.draft_escalation): off unless the file says so.
@@ -91,6 +98,10 @@ class Policy:
     def __post_init__(self) -> None:
         if not self.rules:
             raise ValueError("the policy names no findings")
+        embedder = str(self.embedder).replace("_", "-")
+        if embedder not in EMBEDDERS:
+            raise ValueError(f"'embedder' must be one of {', '.join(EMBEDDERS)}, got {self.embedder!r}")
+        object.__setattr__(self, "embedder", embedder)
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError("a finding is named twice")
@@ -132,6 +143,22 @@ class Policy:
     def is_validated(self, name: str, scores: FindingScores) -> bool:
         """Whether the rule, a local validation record or a trained head validates ``name``."""
         return self.rule(name).validated or scores.is_validated(name)
+
+    def check_embedder(self, embedder: str) -> None:
+        """Refuse to judge ``embedder``'s scores with thresholds set on another embedder's scale.
+
+        Raises
+        ------
+        PolicyError
+            Naming both embedders and the shipped policy for the one in use.
+        """
+        if embedder == self.embedder:
+            return
+        shipped = {"medsiglip": MEDSIGLIP_POLICY_PATH.name}.get(embedder, DEFAULT_POLICY_PATH.name)
+        raise PolicyError(
+            f"this policy's thresholds are on {self.embedder}'s score scale, but the embedder is {embedder}; "
+            f"use a policy written for {embedder} (shipped: scoring/{shipped}, set RADTRIAGE_POLICY_FILE)"
+        )
 
     def scale_for(self, name: str, scores: FindingScores) -> float:
         """How sharply urgency rises around the threshold, in the score's own units."""
@@ -222,8 +249,12 @@ def _parse_policy(data: Mapping[str, Any]) -> Policy:
     scales = {key: float(_typed(urgency, key, (int, float))) for key in _URGENCY_KEYS if key in urgency}
     escalate, critical_terms = parse_drafts_table(data.get("drafts", {}))
     try:
+        if "embedder" not in data:
+            raise ValueError(f"the policy must name its embedder ('embedder = \"{EMBEDDERS[0]}\"' or another of "
+                             f"{', '.join(EMBEDDERS)})")
         return Policy(
             rules=tuple(rules),
+            embedder=_typed(data, "embedder", str),
             urgency_scale=scales.get("scale", 0.05),
             probability_scale=scales.get("probability_scale", 0.05),
             escalate_on_draft_critical=escalate,

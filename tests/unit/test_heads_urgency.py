@@ -314,3 +314,16 @@ def test_validated_must_be_true_or_false(tmp_path):
     path.write_text(DEFAULT_POLICY_PATH.read_text().replace("\nvalidated = true\n", "\n", 1))
     with pytest.raises(PolicyError, match=r"\[findings.pneumothorax\] is missing validated"):
         load_policy(path)
+
+
+def test_a_policy_names_its_embedder(tmp_path):
+    assert load_policy().embedder == "cxr-foundation"
+    path = tmp_path / "policy.toml"
+    path.write_text(DEFAULT_POLICY_PATH.read_text().replace('embedder = "cxr-foundation"\n', ""))
+    with pytest.raises(PolicyError, match="the policy must name its embedder"):
+        load_policy(path)
+    path.write_text(DEFAULT_POLICY_PATH.read_text().replace('embedder = "cxr-foundation"', 'embedder = "elixr"'))
+    with pytest.raises(PolicyError, match="'embedder' must be one of cxr-foundation, medsiglip"):
+        load_policy(path)
+    path.write_text(DEFAULT_POLICY_PATH.read_text().replace('embedder = "cxr-foundation"', 'embedder = "cxr_foundation"'))
+    assert load_policy(path).embedder == "cxr-foundation"  # the setting's spelling is understood

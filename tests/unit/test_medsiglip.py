@@ -11,7 +11,8 @@ from scoring.errors import ModelUnavailable, ScoringError
 from scoring.medsiglip import MODEL_NAME, MedSiglip, missing_parts
 from scoring.trained_heads import Layer, TrainedHead
 from scoring.triage import Triager
-from scoring.urgency import assess, load_policy
+from scoring.errors import PolicyError
+from scoring.urgency import DEFAULT_POLICY_PATH, MEDSIGLIP_POLICY_PATH, assess, load_policy
 from tests.fixtures_models import medsiglip_dir  # noqa: F401  (fixture)
 
 
@@ -88,7 +89,7 @@ def test_text_is_padded_to_max_length_and_cached(siglip, monkeypatch):
 
 
 def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir, tmp_path):
-    policy = load_policy()
+    policy = load_policy(MEDSIGLIP_POLICY_PATH)
     config = EmbedderConfig(embedder="medsiglip", medsiglip_model=str(medsiglip_dir), heads_dir=tmp_path)
     # A head trained in CXR Foundation's space is not used for MedSigLIP (it lives in another folder).
     cxr_head = TrainedHead("pneumothorax", "cxr-foundation", "logistic", np.zeros(128), np.ones(128),
@@ -135,3 +136,17 @@ def test_16_bit_detail_below_one_8_bit_level_reaches_the_model(siglip):
     a = siglip.embed_image(encode_png16(levels)).contrastive
     b = siglip.embed_image(encode_png16(finer)).contrastive
     assert np.abs(a - b).max() > 1e-6
+
+
+def test_a_cxr_foundation_policy_is_refused_for_medsiglip(medsiglip_dir, tmp_path):
+    config = EmbedderConfig(embedder="medsiglip", medsiglip_model=str(medsiglip_dir), heads_dir=tmp_path)
+    with pytest.raises(PolicyError, match=r"cxr-foundation's score scale, but the embedder is medsiglip.*"
+                                          r"scoring/policy_medsiglip.toml"):
+        Triager.load(config, load_policy(DEFAULT_POLICY_PATH))
+
+
+def test_the_shipped_medsiglip_policy_is_honest_about_its_thresholds():
+    medsiglip, cxr = load_policy(MEDSIGLIP_POLICY_PATH), load_policy(DEFAULT_POLICY_PATH)
+    assert (medsiglip.embedder, cxr.embedder) == ("medsiglip", "cxr-foundation")
+    assert [r.name for r in medsiglip.rules] == [r.name for r in cxr.rules]
+    assert not any(r.validated for r in medsiglip.rules)  # placeholders, never evaluated on MedSigLIP
