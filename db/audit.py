@@ -55,7 +55,7 @@ def record(session: Session, *, user: str, action: AuditAction | str, study_id: 
 
 def entries_since(session: Session, *, since: dt.datetime) -> list[AuditRow]:
     """The rows recorded at or after ``since``, oldest first."""
-    since = since.astimezone(dt.timezone.utc)  # stored in UTC (SQLite keeps no offset)
+    since = since.astimezone(dt.UTC)  # stored in UTC (SQLite keeps no offset)
     query = select(AuditEntry).where(AuditEntry.at >= since).order_by(AuditEntry.at, AuditEntry.id)
     return [AuditRow(as_utc(e.at), e.user_name, AuditAction(e.action), e.study_id, e.address, e.detail)
             for e in session.scalars(query)]
