@@ -81,8 +81,11 @@ def train(labels: Path, embeddings: Path | None, dicom: Path | None, id_column: 
         click.echo(
             f"{name}: {architecture} head → {path}\n"
             f"  {m['n_positive']} positive / {m['n_negative']} negative; cross-validated AUC {m['cv_auc']:.3f}; "
-            f"operating threshold p ≥ {head.operating_threshold:.3f} "
-            f"(sensitivity {m['cv_sensitivity']:.2f}, specificity {m['cv_specificity']:.2f} out of fold)"
+            f"operating threshold score ≥ {head.operating_threshold:.3f} "
+            f"(sensitivity {m['cv_sensitivity']:.2f}, specificity {m['cv_specificity']:.2f} out of fold)\n"
+            f"  its scores are calibrated to this training set's class balance "
+            f"({m['n_positive'] / (m['n_positive'] + m['n_negative']):.0%} positive), not to a site's prevalence: "
+            f"they rank studies, they are not the probability that a patient has the finding"
         )
         if name not in policy_names:
             click.echo(f"  note: {name} is not a finding of the policy; triage will not use this head")
@@ -146,6 +149,11 @@ def evaluate(labels: Path, embeddings: Path | None, dicom: Path | None, id_colum
         ))
     json_path, csv_path = write_report(results, out)
     _print_table(results)
+    if any(e.head == "trained" for e in results):
+        from scoring.urgency import TRAINED_SCORE_NOTE
+
+        click.echo(f"trained heads: {TRAINED_SCORE_NOTE}; sensitivity and specificity hold at any prevalence, "
+                   "predictive values do not")
     if record_validation:
         for e in (e for e in results if e.head == "zero-shot"):
             rule = policy.rule(e.finding)

@@ -6,7 +6,8 @@ configurable: the AI may raise a study above the ordered priority, never lower i
 
 Thresholds have two meanings, one per kind of head (:meth:`Policy.threshold_for`):
 a zero-shot score is compared with the finding's ``threshold`` (difference of cosines);
-a trained head's probability with the finding's ``trained_threshold`` when the policy sets
+a trained head's score (a sigmoid output calibrated to its training set's class balance,
+not to a site's prevalence) with the finding's ``trained_threshold`` when the policy sets
 one, else with the operating threshold stored in the head file.
 
 Every rule says whether it is ``validated`` (its prompt pair and threshold evaluated, by
@@ -44,6 +45,8 @@ _URGENCY_KEYS = {"scale", "probability_scale"}
 _TOP_KEYS = {"format", "embedder", "urgency", "findings", "drafts"}
 _FORMAT = 1
 _THRESHOLD_RANGE = (-2.0, 2.0)  # a difference of two cosines cannot leave [-2, 2]
+# What a trained head's number is, wherever it is shown.
+TRAINED_SCORE_NOTE = "trained-head score, calibrated to its training set's class balance, not this site's prevalence"
 # The most an unvalidated rule may raise a study to.
 UNVALIDATED_CAP = Priority.URGENT
 
@@ -334,10 +337,14 @@ def assess(
 
 
 def _describe(name: str, scores: FindingScores, policy: Policy, relation: str) -> str:
-    """``pneumothorax 0.31 ≥ 0.20`` (zero-shot) or ``pneumothorax p=0.91 ≥ 0.50 (trained head)``."""
+    """``pneumothorax 0.31 ≥ 0.20`` (zero-shot) or the trained head's calibrated score.
+
+    A trained head's output is calibrated to its training set's class balance, not to this
+    site's prevalence, so the reason calls it a score, never a probability ("p=").
+    """
     threshold = policy.threshold_for(name, scores)
     if scores.is_trained(name):
-        return f"{name} p={scores[name]:.2f} {relation} {threshold:.2f} (trained head)"
+        return (f"{name} {scores[name]:.2f} {relation} {threshold:.2f} ({TRAINED_SCORE_NOTE})")
     return f"{name} {scores[name]:.2f} {relation} {threshold:.2f}"
 
 

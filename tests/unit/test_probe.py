@@ -198,7 +198,9 @@ def test_trained_head_replaces_zero_shot_and_uses_its_own_threshold():
     assert scores.head_thresholds == {FINDING: 0.6}
     result = assess(scores, "ROUTINE", policy)
     assert result.priority is Priority.STAT
-    assert result.reasons[0] == f"{FINDING} p=0.62 ≥ 0.60 (trained head) → STAT"
+    # A score calibrated to the training set's class balance, not the site's prevalence: no "p=".
+    assert result.reasons[0] == (f"{FINDING} 0.62 ≥ 0.60 (trained-head score, calibrated to its training set's "
+                                 "class balance, not this site's prevalence) → STAT")
     # Rescoring stored bytes gives the same scores without any model.
     assert dict(heads.score_bytes(ImageEmbedding(tokens).to_bytes())) == pytest.approx(dict(scores))
 
@@ -268,6 +270,7 @@ def test_probe_train_recovers_a_planted_signal_and_evaluate_reports_it(tmp_path,
     trained = runner.invoke(main, ["probe", "train", "--labels", str(train_labels), "--embeddings", str(train_npz),
                                    "--heads-dir", str(heads)])
     assert trained.exit_code == 0, trained.output
+    assert "calibrated to this training set's class balance" in trained.output
     head = load_heads(heads, "cxr-foundation")[FINDING]
     assert head.metadata["cv_auc"] > 0.95
     assert head.metadata["n_positive"] + head.metadata["n_negative"] == 300 - len(range(0, 300, 17))
@@ -291,6 +294,7 @@ def test_probe_train_recovers_a_planted_signal_and_evaluate_reports_it(tmp_path,
     if (out / f"roc_{FINDING}.png").exists():
         assert (out / f"roc_{FINDING}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "pneumothorax" in result.output and "trained" in result.output
+    assert "not this site's prevalence" in result.output
 
 
 def test_probe_evaluate_zero_shot_from_text_embeddings(tmp_path, monkeypatch):
