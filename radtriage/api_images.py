@@ -61,10 +61,10 @@ def read_header(data_dir: Path, instances: Sequence[InstanceRow]) -> StudyHeader
     return None
 
 
-def _text(element) -> str | None:
-    value = getattr(element, "value", None)
-    text = str(value).strip() if value not in (None, "") else ""
-    return text.replace("^", " ").strip() if text else None
+def _text(value) -> str | None:
+    # Person names show their components spaced ("DOE^JANE" → "DOE JANE").
+    text = "" if value is None else str(value).replace("^", " ").strip()
+    return " ".join(text.split()) or None
 
 
 def frontal_first(instances: Sequence[InstanceRow]) -> list[InstanceRow]:
