@@ -7,7 +7,7 @@ import time
 
 import pytest
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import ComprehensiveSRStorage
+from pynetdicom.sop_class import Comprehensive3DSRStorage
 
 from tests.e2e.daemon import Daemon, c_store, free_port, sqlite_events_in_order
 from tests.factories import radiograph
@@ -33,7 +33,7 @@ class RecordingPacs:
 
     def start(self) -> None:
         ae = AE(ae_title="PACS")
-        ae.add_supported_context(ComprehensiveSRStorage)
+        ae.add_supported_context(Comprehensive3DSRStorage)
         self._server = ae.start_server(("127.0.0.1", self.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self._store)])
 

@@ -21,7 +21,7 @@ from scoring.draft_prompt import PROMPT_VERSION
 from scoring.medgemma import Draft
 from tests.factories import radiograph
 
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR (TID 1500 report)
 CALLED = "PACS"
 
 

@@ -11,13 +11,13 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from common import DISCLAIMER
-from dicom.sr import build_draft_sr, draft_sr_uids
+from dicom.sr import FindingResult, build_draft_sr, draft_sr_uids, scored_images
 from scoring.draft_prompt import PROMPT_VERSION
 from scoring.medgemma import Draft
 from tests.conftest import need
 from tests.factories import radiograph
 
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 FINDINGS = "Large right pneumothorax with leftward mediastinal shift ≥ 2 cm."
 IMPRESSION = "Right tension pneumothorax."
 
@@ -39,14 +39,42 @@ def draft() -> Draft:
     )
 
 
+RESULTS = (
+    FindingResult("pneumothorax", 0.31, "zero-shot", 0.10, "cxr-foundation", "elixr-v2", "policy-sha256:ab12"),
+    FindingResult("widened_mediastinum", -0.12, "zero-shot", 0.10, "cxr-foundation", "elixr-v2", "policy-sha256:ab12"),
+    FindingResult("pleural_effusion", 0.42, "trained", 0.62, "cxr-foundation", "elixr-v2", "policy-sha256:ab12"),
+)
+
+
 def build(sources, draft, **overrides):
     series_uid, sop_uid = draft_sr_uids(sources[0].StudyInstanceUID, "draft-7")
     values = dict(
-        draft=draft, priority="STAT", urgency_score=87.5,
-        finding_scores={"pneumothorax": 0.31, "widened_mediastinum": -0.12},
+        draft=draft, priority="STAT", urgency_score=87.5, finding_scores=RESULTS,
         model_version="0123abc", series_instance_uid=series_uid, sop_instance_uid=sop_uid,
     )
-    return build_draft_sr(sources, **{**values, **overrides})
+    return build_draft_sr(scored_images(sources), **{**values, **overrides})
+
+
+def groups(ds) -> dict[str, dict]:
+    """Per TID 1501 measurement group: tracking id → {concept meaning: value}, codes as (value, scheme)."""
+    (measurements,) = [i for i in ds.ContentSequence if i.ConceptNameCodeSequence[0].CodeMeaning == "Imaging Measurements"]
+    found = {}
+    for group in measurements.ContentSequence:
+        row: dict = {"images": []}
+        for item in group.ContentSequence:
+            meaning = item.ConceptNameCodeSequence[0].CodeMeaning
+            if item.ValueType == "CODE":
+                code = item.ConceptCodeSequence[0]
+                row[meaning] = (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning)
+            elif item.ValueType == "NUM":
+                row[meaning] = float(item.MeasuredValueSequence[0].NumericValue)
+                row.update({f"num {k}": v for k, v in texts(item).items()})
+            elif item.ValueType == "IMAGE":
+                row["images"].append(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            elif item.ValueType in ("TEXT", "UIDREF"):
+                row.setdefault(meaning, []).append(item.get("TextValue", item.get("UID")))
+        found[row["Tracking Identifier"][0]] = row
+    return found
 
 
 def saved(sr, tmp_path: Path) -> Path:
@@ -71,7 +99,8 @@ def texts(ds) -> dict[str, str]:
 def test_sr_parses_with_pydicom_and_carries_the_draft(sources, draft, tmp_path: Path) -> None:
     ds = pydicom.dcmread(saved(build(sources, draft), tmp_path))
 
-    assert ds.SOPClassUID == COMPREHENSIVE_SR and ds.Modality == "SR"
+    assert ds.SOPClassUID == COMPREHENSIVE_3D_SR and ds.Modality == "SR"
+    assert ds.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert (ds.VerificationFlag, ds.CompletionFlag, ds.PreliminaryFlag) == ("UNVERIFIED", "PARTIAL", "PRELIMINARY")
     assert "VerifyingObserverSequence" not in ds
@@ -82,9 +111,25 @@ def test_sr_parses_with_pydicom_and_carries_the_draft(sources, draft, tmp_path: 
     assert values["Impression"] == IMPRESSION
     assert values["Worklist priority"] == "STAT"
     assert values["Urgency score (0-100)"] == 87.5
-    assert values["AI score: pneumothorax"] == 0.31 and values["AI score: widened_mediastinum"] == -0.12
-    assert values["Algorithm Name"] == "google/medgemma-1.5-4b-it" and values["Algorithm Version"] == "0123abc"
-    assert PROMPT_VERSION in values["Algorithm Parameters"]
+    assert values["Draft model"] == f"google/medgemma-1.5-4b-it (0123abc), prompt {PROMPT_VERSION}"
+
+
+def test_one_coded_measurement_group_per_finding(sources, draft, tmp_path: Path) -> None:
+    found = groups(pydicom.dcmread(saved(build(sources, draft), tmp_path)))
+
+    assert set(found) == {"pneumothorax", "widened_mediastinum", "pleural_effusion"}
+    ptx = found["pneumothorax"]
+    assert ptx["Finding"] == ("36118008", "SCT", "Pneumothorax")
+    assert ptx["Zero-shot score (cosine difference)"] == 0.31 and ptx["Threshold Value"] == 0.10
+    assert found["pneumothorax"]["Pneumothorax"][2] == "Present"
+    assert found["widened_mediastinum"]["Widened mediastinum"][2] == "Absent"  # -0.12 < 0.10
+    effusion = found["pleural_effusion"]
+    assert effusion["Finding"][:2] == ("60046008", "SCT")
+    assert effusion["Trained-head score (training-set calibrated)"] == 0.42 and effusion["Pleural effusion"][2] == "Absent"
+    for row in found.values():  # the algorithm per finding: embedder, its version, the policy version
+        assert row["Algorithm Name"] == ["cxr-foundation"] and row["Algorithm Version"] == ["elixr-v2"]
+        assert "policy policy-sha256:ab12" in row["Algorithm Parameters"]
+        assert row["images"] == [sources[0].SOPInstanceUID]  # the scored PA only, not the lateral
 
 
 def test_sr_is_in_the_source_study_with_its_patient(sources, draft, tmp_path: Path) -> None:
@@ -98,9 +143,10 @@ def test_sr_is_in_the_source_study_with_its_patient(sources, draft, tmp_path: Pa
     assert "PixelData" not in ds
 
 
-def test_sr_references_every_source_image(sources, draft, tmp_path: Path) -> None:
+def test_sr_references_only_the_images_scored(sources, draft, tmp_path: Path) -> None:
     ds = pydicom.dcmread(saved(build(sources, draft), tmp_path))
-    expected = {(s.SeriesInstanceUID, s.SOPInstanceUID, s.SOPClassUID) for s in sources}
+    pa = sources[0]  # the lateral is not scored when a frontal image exists
+    expected = {(pa.SeriesInstanceUID, pa.SOPInstanceUID, pa.SOPClassUID)}
 
     (study,) = ds.CurrentRequestedProcedureEvidenceSequence
     assert study.StudyInstanceUID == sources[0].StudyInstanceUID
@@ -109,11 +155,7 @@ def test_sr_references_every_source_image(sources, draft, tmp_path: Path) -> Non
         for series in study.ReferencedSeriesSequence for ref in series.ReferencedSOPSequence
     }
     assert evidence == expected
-    images = {
-        (item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID, item.ReferencedSOPSequence[0].ReferencedSOPClassUID)
-        for item in ds.ContentSequence if item.ValueType == "IMAGE"
-    }
-    assert images == {(uid, cls) for _, uid, cls in expected}
+    assert sources[1].SOPInstanceUID not in str(ds)
 
 
 def test_model_is_contributing_equipment_and_device_observer(sources, draft, tmp_path: Path) -> None:
@@ -136,10 +178,24 @@ def test_sr_parses_with_dcmtk(sources, draft, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not [line for line in result.stderr.splitlines() if line.startswith(("E:", "F:"))], result.stderr
     out = result.stdout
-    assert "Comprehensive SR Document" in out and "Verification Flag   : UNVERIFIED" in out
+    assert "Comprehensive 3D SR Document" in out and "Verification Flag   : UNVERIFIED" in out
     assert DISCLAIMER in out and FINDINGS in out and IMPRESSION in out
-    for source in sources:
-        assert source.SOPInstanceUID in out
+    assert sources[0].SOPInstanceUID in out and sources[1].SOPInstanceUID not in out
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """dciodvfy's error lines for one file (warnings, e.g. about the private scheme, are allowed)."""
+    need(shutil.which("dciodvfy") is not None, "dicom3tools dciodvfy")
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.mark.parametrize("kind", ["full", "bare mapping", "no findings"])
+def test_every_sr_passes_dciodvfy(sources, draft, tmp_path: Path, kind: str) -> None:
+    scores = {"full": RESULTS, "bare mapping": {"pneumothorax": 0.2}, "no findings": {}}[kind]
+    path = saved(build(sources, draft, finding_scores=scores, urgency_score=None if kind == "no findings" else 50.0),
+                 tmp_path)
+    assert dciodvfy_errors(path) == []
 
 
 def test_uids_are_stable_per_study_and_key(sources, draft) -> None:
