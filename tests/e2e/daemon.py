@@ -79,7 +79,14 @@ class Daemon:
             return None
 
     def worklist(self) -> list[dict]:
-        return self.get("/api/worklist")["items"]
+        """The whole worklist in reading order, page after page."""
+        items, cursor = [], None
+        while True:
+            page = self.get("/api/worklist?limit=200" + (f"&cursor={cursor}" if cursor else ""))
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
 
     def wait_for(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout

@@ -79,7 +79,9 @@ def test_stat_draft_goes_before_waiting_routine_drafts(tmp_path, cxr_foundation_
 
         item = next(i for i in daemon.worklist() if i["study_instance_uid"] == stat_uid)
         assert item["priority"] == "STAT"
-        assert "UNVERIFIED" in item["draft"]["disclaimer"].upper()
+        assert "UNVERIFIED" in item["draft_preview"]["disclaimer"].upper()
+        detail = daemon.get(f"/api/studies/{stat_uid}")
+        assert "UNVERIFIED" in detail["draft"]["disclaimer"].upper()
 
 
 def test_sr_reaches_pacs_once_after_destination_comes_back(tmp_path, cxr_foundation_dir, medgemma_dir):
