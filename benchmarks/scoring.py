@@ -1,11 +1,13 @@
 """Scoring throughput on this machine: preprocessing alone, the whole scoring path with the
-stand-in CXR Foundation, the share of time per step, and (GPU only) an ELIXR-C-sized proxy.
+stand-in CXR Foundation, the share of time per step; or, with --full, an ELIXR-C-sized proxy.
 
-    python benchmarks/scoring.py [--repeat 3] [--gpu-iterations 20]
+    python benchmarks/scoring.py [--repeat 3]
+    python benchmarks/scoring.py --full            # EfficientNet-L2 at 1280x1280 on the CPU
+    python benchmarks/scoring.py --full --gpu      # the same on the GPU
 
 Numbers are images/s on the CPU this runs on. The stand-in models are tiny, so the
 "whole path" number measures our code and TensorFlow's call overhead, not the real model;
-the GPU section times an EfficientNet-L2-sized network at 1280×1280 in TensorFlow as a
+--full times an EfficientNet-L2-sized network at 1280×1280 in TensorFlow as a
 *proxy* for ELIXR-C (random weights, same family and input size; not the real model).
 """
 
@@ -153,41 +155,62 @@ def bench_whole_path(samples: dict[str, bytes], repeat: int) -> float | None:
         return report("whole scoring path with the stand-in (DICOM bytes → priority)", clock, repeat * len(samples))
 
 
-def bench_gpu_proxy(iterations: int) -> None:
-    print("\nGPU proxy for ELIXR-C (EfficientNet-L2-sized, 1280×1280, batch 1, TensorFlow, random weights):")
+def bench_full(iterations: int, *, cpu: bool) -> dict | None:
+    """ELIXR-C's cost with an EfficientNet-L2-sized encoder at 1280×1280 (random weights, no download).
+
+    On the GPU when TensorFlow sees one (``cpu=False``), else on the CPU. Prints seconds per
+    chest image at batch 1 and the process's peak resident memory.
+    """
     try:
         import tensorflow as tf
     except ImportError:
         print("  SKIPPED: tensorflow is not installed")
-        return
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        print("  SKIPPED: no GPU on this machine; no number is reported")
-        return
+        return None
+    gpus = [] if cpu else tf.config.list_physical_devices("GPU")
+    device = gpus[0].name if gpus else "CPU"
+    print(f"\nELIXR-C stand-in (EfficientNet-L2-sized, 1280x1280, batch 1, TensorFlow, random weights) on {device}:")
     from keras.src.applications.efficientnet import EfficientNet
 
     # EfficientNet-L2 (Noisy Student): width 4.3, depth 5.3; ELIXR-C runs it at 1280×1280 (the model card).
-    net = EfficientNet(4.3, 5.3, 800, dropout_rate=0.5, name="efficientnet_l2_proxy", include_top=False,
-                       weights=None, input_shape=(1280, 1280, 3), pooling=None)
-    forward = tf.function(lambda x: net(x, training=False), jit_compile=False)
-    image = tf.random.uniform((1, 1280, 1280, 3))
-    for _ in range(3):
-        forward(image).numpy()  # warm-up: tracing and autotuning
-    times = []
-    for _ in range(iterations):
-        t = time.perf_counter()
-        forward(image).numpy()
-        times.append(time.perf_counter() - t)
-    ms = 1000 * np.median(times)
-    print(f"  device: {gpus[0].name}; parameters: {net.count_params() / 1e6:.0f} M; output {tuple(net.output_shape)}")
-    print(f"  PROXY, not ELIXR-C: median {ms:.1f} ms/image = {1000 / ms:.1f} images/s at batch 1")
+    with tf.device("/GPU:0" if gpus else "/CPU:0"):
+        net = EfficientNet(4.3, 5.3, 800, dropout_rate=0.5, name="efficientnet_l2_proxy", include_top=False,
+                           weights=None, input_shape=(1280, 1280, 3), pooling=None)
+        forward = tf.function(lambda x: net(x, training=False), jit_compile=False)
+        image = tf.random.uniform((1, 1280, 1280, 3))
+        warm = 3 if gpus else 1
+        for _ in range(warm):
+            forward(image).numpy()  # warm-up: tracing and autotuning
+        times = []
+        for _ in range(iterations):
+            t = time.perf_counter()
+            forward(image).numpy()
+            times.append(time.perf_counter() - t)
+    seconds = float(np.median(times))
+    peak = _peak_rss_gib()
+    print(f"  parameters: {net.count_params() / 1e6:.0f} M; output {tuple(net.output_shape)}")
+    print(f"  PROXY, not ELIXR-C: median {seconds:.2f} s/image = {1 / seconds:.2f} images/s = "
+          f"{3600 / seconds:.0f} images/hour at batch 1; peak resident memory {peak:.1f} GiB")
+    return {"device": device, "seconds_per_image": seconds, "peak_rss_gib": peak}
+
+
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="passes over the samples")
-    parser.add_argument("--gpu-iterations", type=int, default=20)
+    parser.add_argument("--full", action="store_true",
+                        help="only the full-size ELIXR-C stand-in (EfficientNet-L2 at 1280x1280), on the CPU "
+                             "unless --gpu; seconds per chest image and peak memory")
+    parser.add_argument("--gpu", action="store_true", help="with --full: on the GPU when TensorFlow sees one")
+    parser.add_argument("--full-iterations", type=int, default=2, help="timed images in --full mode")
     args = parser.parse_args()
+    if args.full:
+        bench_full(args.full_iterations, cpu=not args.gpu)
+        return
     if not SAMPLES.is_dir():
         sys.exit(f"samples not found at {SAMPLES}")
     samples = sample_bytes()
@@ -195,7 +218,7 @@ def main() -> None:
     whole = bench_whole_path(samples, args.repeat)
     if whole:
         print(f"\nratio: the whole stand-in path runs at {whole / pre:.2f}× the speed of preprocessing alone")
-    bench_gpu_proxy(args.gpu_iterations)
+    print("\n(GPU figure for the ELIXR-C stand-in: python benchmarks/scoring.py --full --gpu)")
 
 
 if __name__ == "__main__":
