@@ -127,3 +127,8 @@ def test_reading_room_flow_in_a_real_browser(tmp_path, browser, artifacts, dcmtk
         expect(other.locator("#rows tr")).to_have_count(2, timeout=15_000)
         assert urgent not in [r["uid"] for r in rows(other)]
         page.screenshot(path=artifacts / "4-after-read.png", full_page=True)
+
+    # The patient's name and ID were shown to a signed-in user, and reached no log line of the
+    # whole run (daemon, listener processes, workers all write to this log).
+    log = daemon.log()
+    assert all(phi not in log for phi in ("TEST^PATIENT", "TEST PATIENT", "TEST-0001"))

@@ -88,6 +88,7 @@ def _serve_gauges(tmp_path, monkeypatch) -> dict[str, frozenset[str]]:
     monkeypatch.setattr(metrics, "render", lambda extra=None: (b"", "text/plain"))
     daemon = Daemon(Settings(data_dir=tmp_path))
     daemon.sessions = make_session_factory(engine)
+    daemon.reads = make_session_factory(engine, readonly=True)
     daemon.render_metrics()
     engine.dispose()
     assert readers, "Daemon.render_metrics no longer passes a reader to metrics.GaugeCollector"
