@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import EventStage, ExportStatus
-from db.drafts import study_scores
 from db.models import Draft, Event, Study, utcnow
 from db.triage import instance_infos
+from db.worklist import scores_at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class ExportJob:
     study_instance_uid: str
     priority: str
     urgency_score: float | None
-    finding_scores: dict[str, float]
+    finding_scores: tuple  # db.worklist.FindingScore: score, kind, threshold per finding
     source_paths: tuple[str, ...]
     model_id: str
     model_version: str
@@ -42,7 +42,7 @@ def due(session: Session, *, limit: int = 20, now: dt.datetime | None = None) ->
     ).all()
     return [
         ExportJob(
-            draft.id, study.study_instance_uid, study.priority, study.urgency_score, study_scores(session, study, draft.revision),
+            draft.id, study.study_instance_uid, study.priority, study.urgency_score, scores_at(session, {study.id: draft.revision}).get(study.id, ()),
             tuple(i.path for i in instance_infos(study)), draft.model_id, draft.model_version,
             draft.prompt_version, draft.findings, draft.impression, draft.sr_attempts,
         )

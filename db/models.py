@@ -156,6 +156,8 @@ class Score(Base):
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
     findings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # How each finding was judged: {name: {"kind", "threshold", "validated"}} (None: not recorded).
+    criteria: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -38,6 +38,7 @@ class ScoreRecord:
     instance_id: int | None
     findings: dict[str, Any]
     embedding: bytes | None = None
+    criteria: dict[str, Any] | None = None  # see Score.criteria
 
 
 def instance_infos(study: Study) -> tuple[InstanceInfo, ...]:
@@ -136,6 +137,7 @@ def record_result(
                 model=score.model,
                 instance_id=score.instance_id,
                 findings=score.findings,
+                criteria=score.criteria,
                 embedding=score.embedding,
             )
         )

@@ -115,6 +115,8 @@ class FindingScore(_Response):
 
     name: str
     score: float
+    kind: str | None = Field(None, description="zero-shot (difference of cosines) or trained (a trained head's "
+                             "score, calibrated to its training set's class balance, not this site's prevalence)")
     threshold: float | None = Field(description="the score at or above which the finding counts; null: none set")
     positive: bool | None = Field(description="score ≥ threshold; null without a threshold")
     validation: str | None = Field(description="how the finding's head was validated, if known")

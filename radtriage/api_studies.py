@@ -55,9 +55,8 @@ def routes(auth: Authenticator) -> APIRouter:
             raise HTTPException(404, "no study has that Study Instance UID") from None
         return StudyDetail(
             study=context.item(found.row), header=header,
-            findings=[FindingScore(name=f.name, score=f.score, threshold=getattr(f, "threshold", None),
-                                   positive=getattr(f, "positive", None), validation=getattr(f, "validation", None))
-                      for f in found.findings],
+            findings=[FindingScore(name=f.name, score=f.score, kind=f.kind, threshold=f.threshold,
+                                   positive=f.positive, validation=_validation(f)) for f in found.findings],
             reasons=list(found.reasons),
             draft=None if found.draft is None else Draft.model_validate(found.draft),
             instances=[InstanceInfo.model_validate(i) for i in found.instances],
@@ -127,3 +126,12 @@ def _study_id(session: Session, uid: str) -> int:
     if study_id is None:
         raise reading.StudyNotFound("no study has that Study Instance UID")
     return study_id
+
+
+def _validation(finding) -> str | None:
+    """How the rule behind a finding is validated, in words a reader can act on."""
+    if finding.validated is None:
+        return None
+    if finding.kind == "trained":
+        return "trained head"
+    return "validated" if finding.validated else "unvalidated: raises to URGENT at most until validated locally"

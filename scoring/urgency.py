@@ -147,6 +147,16 @@ class Policy:
         """Whether the rule, a local validation record or a trained head validates ``name``."""
         return self.rule(name).validated or scores.is_validated(name)
 
+    def criteria(self, scores: FindingScores) -> dict[str, dict[str, Any]]:
+        """How each scored finding is judged, to be stored beside the scores: the score's
+        ``kind`` (``"zero-shot"`` difference of cosines, or ``"trained"`` head score), the
+        ``threshold`` applied and whether the rule is ``validated``."""
+        return {
+            name: {"kind": "trained" if name in scores.head_thresholds else "zero-shot",
+                   "threshold": self.threshold_for(name, scores), "validated": self.is_validated(name, scores)}
+            for name in scores if name in {r.name for r in self.rules}
+        }
+
     def check_embedder(self, embedder: str) -> None:
         """Refuse to judge ``embedder``'s scores with thresholds set on another embedder's scale.
 

@@ -21,7 +21,7 @@ from db import exports
 from db.models import utcnow
 from dicom.errors import DestinationUnavailable
 from dicom.scu import send_sr
-from dicom.sr import build_draft_sr, draft_sr_uids, scored_images
+from dicom.sr import FindingResult, build_draft_sr, draft_sr_uids, scored_images
 from worker.tasks.failures import where
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class SrExporter:
         series_uid, sop_uid = draft_sr_uids(job.study_instance_uid, f"draft-{job.draft_id}")
         return build_draft_sr(
             scored_images(sources) or sources, draft=job, priority=job.priority, urgency_score=job.urgency_score,
-            finding_scores=job.finding_scores, model_version=job.model_version, model_id=job.model_id,
+            finding_scores=[FindingResult(f.name, f.score, kind=f.kind, threshold=f.threshold)
+                            for f in job.finding_scores],
+            model_version=job.model_version, model_id=job.model_id,
             series_instance_uid=series_uid, sop_instance_uid=sop_uid,
         )
 

@@ -89,6 +89,7 @@ def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
             db_triage.ScoreRecord(
                 model=getattr(triager, "model_name", MODEL_NAME), instance_id=info.id,
                 findings=dict(scores.items()), embedding=embedding.to_bytes(),
+                criteria=ctx.policy.criteria(scores),
             )
         )
     if not per_image:
