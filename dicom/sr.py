@@ -28,6 +28,7 @@ Content tree::
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -316,8 +317,12 @@ def _images_only(sources: Sequence[Dataset]) -> hd.sr.MeasurementsAndQualitative
     )
 
 
+# UT may hold CR, LF, FF and ESC but no other control character; model text can hold any.
+_NOT_IN_UT = re.compile(r"[\x00-\x09\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+
+
 def _text(name, value: str, relationship=_CONTAINS) -> hd.sr.TextContentItem:
-    return hd.sr.TextContentItem(name=name, value=value, relationship_type=relationship)
+    return hd.sr.TextContentItem(name=name, value=_NOT_IN_UT.sub(" ", value), relationship_type=relationship)
 
 
 def _number(name, value: float) -> hd.sr.NumContentItem:

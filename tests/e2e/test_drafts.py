@@ -6,11 +6,14 @@ import threading
 import time
 
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Comprehensive3DSRStorage
 
 from tests.e2e.daemon import Daemon, c_store, free_port, sqlite_events_in_order
 from tests.factories import radiograph
+from tests.unit.test_sr import dciodvfy_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +121,15 @@ def test_sr_reaches_pacs_once_after_destination_comes_back(tmp_path, cxr_foundat
                       for item in series.ReferencedSeriesSequence}
         source = next(ds for ds in first + [late] if ds.StudyInstanceUID == sr.StudyInstanceUID)
         assert referenced == {str(source.SOPInstanceUID)}
+        # What the PACS stored is a valid SR by an independent checker, not only by our builder.
+        assert dciodvfy_errors(as_part10(sr, tmp_path / f"{sr.SOPInstanceUID}.dcm")) == []
+
+
+def as_part10(ds, path):
+    """The received dataset as a file, in the explicit VR syntax the checker reads."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -234,3 +235,12 @@ def test_sources_must_share_one_study(sources, draft) -> None:
         build([*sources, radiograph(seed=9)], draft)
     with pytest.raises(ValueError, match="at least one"):
         build_draft_sr([], draft=draft, priority="STAT", urgency_score=None, finding_scores={}, model_version="x")
+
+
+def test_control_characters_a_model_writes_are_kept_out_of_the_sr(sources, draft, tmp_path: Path) -> None:
+    # A model may emit tabs and other control characters that a Text Value (UT) may not hold.
+    noisy = dataclasses.replace(draft, findings="Left\tapical\x0bpneumothorax\x07.", impression="Urgent\x1f review.")
+    ds = build(sources, noisy)
+    texts = [item.TextValue for item in ds.ContentSequence if "TextValue" in item]
+    assert any("Left apical pneumothorax ." in t for t in texts) and any("Urgent  review." in t for t in texts)
+    assert dciodvfy_errors(saved(ds, tmp_path)) == []
