@@ -67,11 +67,7 @@ def claim(session: Session, *, study_uid: str, user: str, now: dt.datetime | Non
     StudyNotFound, AlreadyRead, ClaimConflict
     """
     now = now or utcnow()
-    study = _locked(session, study_uid)
-    if study.read_at is not None:
-        _refuse(session, AlreadyRead())
-    if study.reader not in (None, user):
-        _refuse(session, ClaimConflict(study.reader))
+    study = _unread_and_free_for(session, study_uid, user)
     changed = study.reader is None
     if changed:
         study.reader, study.reader_claimed_at = user, now
@@ -111,15 +107,21 @@ def mark_read(session: Session, *, study_uid: str, user: str, now: dt.datetime |
     StudyNotFound, AlreadyRead, ClaimConflict
     """
     now = now or utcnow()
+    study = _unread_and_free_for(session, study_uid, user)
+    study.read_at, study.read_by = now, user
+    _unclaim(study)
+    session.add(Event(study_id=study.id, stage=EventStage.READ, detail=f"by {user}", created_at=now))
+    return _commit(session, study, True)
+
+
+def _unread_and_free_for(session: Session, study_uid: str, user: str) -> Study:
+    """The study, locked, when it is unread and claimed by nobody or by ``user``."""
     study = _locked(session, study_uid)
     if study.read_at is not None:
         _refuse(session, AlreadyRead())
     if study.reader not in (None, user):
         _refuse(session, ClaimConflict(study.reader))
-    study.read_at, study.read_by = now, user
-    _unclaim(study)
-    session.add(Event(study_id=study.id, stage=EventStage.READ, detail=f"by {user}", created_at=now))
-    return _commit(session, study, True)
+    return study
 
 
 def expire_idle_claims(session: Session, *, idle_after: dt.timedelta, now: dt.datetime | None = None,
