@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import DraftStatus, EventStage, ExportStatus, Priority, StudyStatus
-from db.models import Draft, Event, Score, Study, utcnow
+from db.models import Draft, Event, Study, utcnow
+from db.scores import finding_scores
 from db.triage import InstanceInfo, instance_infos
 
 
@@ -64,16 +65,9 @@ def claim_batch(session: Session, *, limit: int, worker: str, now: dt.datetime |
     return jobs
 
 
-def study_scores(session: Session, study: Study, revision: int | None = None) -> dict[str, float]:
-    """The study's finding scores at ``revision`` (default: current), highest over its images."""
-    best: dict[str, float] = {}
-    revision = study.revision if revision is None else revision
-    for findings in session.scalars(
-        select(Score.findings).where(Score.study_id == study.id, Score.revision == revision)
-    ):
-        for name, value in (findings or {}).items():
-            best[name] = max(best.get(name, float("-inf")), float(value))
-    return best
+def study_scores(session: Session, study: Study) -> dict[str, float]:
+    """The study's finding scores at its current revision, highest over its images."""
+    return {f.name: f.score for f in finding_scores(session, [study]).get(study.id, ())}
 
 
 def record_draft(session: Session, *, study_id: int, revision: int, draft: DraftRecord,

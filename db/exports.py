@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from common import EventStage, ExportStatus
 from db.models import Draft, Event, Study, utcnow
+from db.scores import scores_at
 from db.triage import instance_infos
-from db.worklist import scores_at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class ExportJob:
     study_instance_uid: str
     priority: str
     urgency_score: float | None
-    finding_scores: tuple  # db.worklist.FindingScore: score, kind, threshold per finding
+    finding_scores: tuple  # db.scores.FindingScore: score, kind, threshold per finding
     source_paths: tuple[str, ...]
     model_id: str
     model_version: str

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from db.drafts import DraftView
 from db.models import Draft, Event, Instance, Study, as_utc
-from db.worklist import FindingScore, WorklistRow, _row, finding_scores
+from db.scores import FindingScore, finding_scores
+from db.worklist import WorklistRow, _row
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

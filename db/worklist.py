@@ -16,12 +16,13 @@ import datetime as dt
 import json
 from typing import Literal
 
-from sqlalchemy import and_, case, func, select, true, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from common import DraftStatus, Priority, StudyStatus, Waits
+from common import DraftStatus, Priority, StudyStatus
 from db.drafts import DraftView
-from db.models import Draft, Score, Study, as_utc, utcnow
+from db.models import Draft, Study, as_utc
+from db.scores import FindingScore, finding_scores
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -74,22 +75,6 @@ class WorklistRow:
     claimed_at: dt.datetime | None = None
     read_by: str | None = None
     read_at: dt.datetime | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FindingScore:
-    """A finding's score: the highest over the images of the study's current revision, with how
-    triage judged it (None where the score predates that record)."""
-
-    name: str
-    score: float
-    kind: str | None = None  # "zero-shot" or "trained"
-    threshold: float | None = None
-    validated: bool | None = None
-
-    @property
-    def positive(self) -> bool | None:
-        return None if self.threshold is None else self.score >= self.threshold
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -193,50 +178,6 @@ def decode_cursor(cursor: str) -> tuple[int, float, dt.datetime, int]:
     return rank, float(key), received.astimezone(dt.timezone.utc), study_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Escalation:
-    """Waits after which a study moves up one step; None switches that step off."""
-
-    routine_after: dt.timedelta | None = dt.timedelta(minutes=120)
-    urgent_after: dt.timedelta | None = dt.timedelta(minutes=60)
-    window: dt.timedelta | None = None  # only studies received within it are listed
-
-    @property
-    def waits(self) -> Waits:
-        """The maximum waits, as the reading order takes them."""
-        return Waits(self.routine_after, self.urgent_after)
-
-
-def _effective_rank(escalation: Escalation, now: dt.datetime):
-    """SQL for the priority rank after waiting-time escalation (``worklist`` only)."""
-    routine, urgent, stat = (p.rank for p in (Priority.ROUTINE, Priority.URGENT, Priority.STAT))
-    whens = []
-    r, u = escalation.routine_after, escalation.urgent_after
-    if r is not None and u is not None:
-        whens.append((and_(Study.priority_rank == routine, Study.received_at <= now - r - u), stat))
-    if r is not None:
-        whens.append((and_(Study.priority_rank == routine, Study.received_at <= now - r), urgent))
-    if u is not None:
-        whens.append((and_(Study.priority_rank == urgent, Study.received_at <= now - u), stat))
-    return case(*whens, else_=Study.priority_rank) if whens else Study.priority_rank
-
-
-def worklist(
-    session: Session, *, limit: int = 1000, escalation: Escalation = Escalation(), now: dt.datetime | None = None
-) -> list[WorklistRow]:
-    """Worklist rows in reading order, escalation computed at read time (older API; see ``page``)."""
-    now = now or utcnow()
-    effective = _effective_rank(escalation, now).label("effective_rank")
-    rows = session.execute(
-        select(Study, effective)
-        .where(Study.received_at >= now - escalation.window if escalation.window else true())
-        .order_by(effective.desc(), Study.urgency_key.desc(), Study.received_at, Study.id)
-        .limit(limit)
-    ).all()
-    drafts = _latest_drafts(session, [study.id for study, _ in rows])
-    return [_row(study, rank, drafts.get(study.id)) for study, rank in rows]
-
-
 def _latest_drafts(session: Session, study_ids: list[int], chunk: int = 500) -> dict[int, DraftView]:
     # In chunks: one bind parameter per study, and PostgreSQL takes at most 65,535 a statement.
     latest: dict[int, DraftView] = {}
@@ -245,40 +186,6 @@ def _latest_drafts(session: Session, study_ids: list[int], chunk: int = 500) -> 
         for draft in session.scalars(select(Draft).where(Draft.study_id.in_(ids)).order_by(Draft.revision)):
             latest[draft.study_id] = DraftView.of(draft)  # ascending: the newest revision wins
     return latest
-
-
-def finding_scores(session: Session, studies: list[Study]) -> dict[int, tuple[FindingScore, ...]]:
-    """Per study, each finding's highest score over the images of its current revision."""
-    return scores_at(session, {s.id: s.revision for s in studies})
-
-
-def scores_at(session: Session, revision: dict[int, int]) -> dict[int, tuple[FindingScore, ...]]:
-    """Per study id, each finding's highest score at the given revision, as triage judged it."""
-    best: dict[int, dict[str, float]] = {}
-    judged: dict[int, dict[str, dict]] = {}
-    if not revision:
-        return {}
-    rows = session.execute(select(Score.study_id, Score.revision, Score.findings, Score.criteria)
-                           .where(Score.study_id.in_(revision)))
-    for study_id, score_revision, findings, criteria in rows:
-        if score_revision != revision[study_id]:
-            continue
-        mine = best.setdefault(study_id, {})
-        for name, value in (findings or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                mine[name] = max(float(value), mine.get(name, float("-inf")))
-        # Every image of a revision is judged by the same policy and heads.
-        judged.setdefault(study_id, {}).update(criteria or {})
-    return {study_id: tuple(_judged(n, v, judged.get(study_id, {}).get(n) or {})
-                            for n, v in sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
-            for study_id, found in best.items()}
-
-
-def _judged(name: str, score: float, criteria: dict) -> FindingScore:
-    threshold = criteria.get("threshold")
-    return FindingScore(name, score, kind=criteria.get("kind"),
-                        threshold=None if threshold is None else float(threshold),
-                        validated=criteria.get("validated"))
 
 
 def _row(study: Study, effective_rank: int, draft: DraftView | None,

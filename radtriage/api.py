@@ -12,7 +12,6 @@ from fastapi import Depends, FastAPI, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_session_factory
-from db.worklist import Escalation
 from radtriage import api_events, api_page, api_studies, api_worklist
 from radtriage.api_deps import ApiContext
 from radtriage.api_feed import EventFeed, database_reads
@@ -25,7 +24,6 @@ def create_api(
     sessions: sessionmaker[Session],
     health: Callable[[], dict[str, Any]],
     metrics: Callable[[], tuple[bytes, str]],
-    escalation: Escalation | None = None,
     auth: Authenticator | None = None,
     data_dir: Path | None = None,
     viewer_url_template: str | None = None,
@@ -34,17 +32,14 @@ def create_api(
     """The API; every route but /healthz, the page and its assets needs a signed-in user once
     ``auth`` has any configured (see :mod:`radtriage.auth`); /metrics also takes its scrape token.
 
-    ``escalation.window`` limits the worklist to studies received within it; ``data_dir`` holds
-    the stored images (study headers, previews); ``viewer_url_template`` links each study to the
-    site's viewer.
+    ``data_dir`` holds the stored images (study headers, previews); ``viewer_url_template``
+    links each study to the site's viewer.
     """
     auth = auth or Authenticator(sessions)
-    escalation = escalation or Escalation()
     reads = make_session_factory(sessions.kw["bind"], readonly=True)
     if events is None:
         read_after, read_last = database_reads(reads)
         events = EventFeed(read_after=read_after, read_last=read_last)
-    window = escalation.window.total_seconds() / 3600 if escalation.window else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -54,7 +49,7 @@ def create_api(
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)",
                   lifespan=lifespan)
     app.state.context = ApiContext(sessions=sessions, reads=reads, events=events, data_dir=data_dir,
-                                   viewer_url_template=viewer_url_template, window_hours=window)
+                                   viewer_url_template=viewer_url_template)
     for module in (api_worklist, api_studies, api_events):
         app.include_router(module.routes(auth))
     app.include_router(api_page.routes())

@@ -30,7 +30,6 @@ class ApiContext:
     events: EventFeed
     data_dir: Path | None = None  # where stored images and preview thumbnails live
     viewer_url_template: str | None = None
-    window_hours: float | None = None  # only studies received within it are listed
 
     def viewer_url(self, row: WorklistRow) -> str | None:
         """The site viewer's link for ``row``: the template with its placeholders filled (URL-quoted)."""

@@ -2,13 +2,11 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the routes' local Annotated aliases.
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from common import Priority, StudyStatus
-from db.models import utcnow
 from db.worklist import DEFAULT_PAGE, MAX_PAGE, BadWorklistQuery, Filters, page
 from radtriage.api_deps import Context
 from radtriage.api_models import Me, Problem, Worklist
@@ -36,10 +34,10 @@ def routes(auth: Authenticator) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")] = DEFAULT_PAGE,
     ) -> Worklist:
         """Unread studies in reading order (effective priority, urgency, longest waiting), one page at a time."""
-        window = dt.timedelta(hours=context.window_hours) if context.window_hours else None
+        # Every unread study is listed however long ago it arrived: marking it read is what
+        # takes it off, so a forgotten study can never silently drop out of sight.
         filters = Filters(status=tuple(status or ()), priority=tuple(priority or ()), claimed=claimed, user=user.name,
-                          accession_prefix=q,
-                          received_since=utcnow() - window if window else None)
+                          accession_prefix=q)
         try:
             with context.reads() as session:
                 found = page(session, filters=filters, cursor=cursor, limit=limit)

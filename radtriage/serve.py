@@ -105,7 +105,7 @@ class Daemon:
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
         self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
-        escalation = EscalationLoop(sessions=self.sessions, waits=s.escalation.waits,
+        escalation = EscalationLoop(sessions=self.sessions, waits=s.waits,
                                     claim_idle=dt.timedelta(minutes=s.claim_idle_minutes),
                                     poll_seconds=s.escalation_poll_seconds)
         self._every("escalation", escalation.poll_seconds, escalation.run_once)
@@ -120,7 +120,7 @@ class Daemon:
                 self._supervise("draft")
 
         self.api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
-                              escalation=s.escalation, auth=self.auth, data_dir=s.data_dir.resolve(),
+                              auth=self.auth, data_dir=s.data_dir.resolve(),
                               viewer_url_template=s.viewer_url_template)
         self._http = uvicorn.Server(uvicorn.Config(self.api, host=s.http_host, port=s.http_port, log_level="warning",
                                                    timeout_graceful_shutdown=5))

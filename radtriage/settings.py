@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from common import ACCEPTED_SOP_CLASSES
+from common import ACCEPTED_SOP_CLASSES, Waits
 
 if TYPE_CHECKING:
     from scoring.backends import EmbedderConfig
@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
 
     # worklist
-    worklist_window_hours: float = Field(72.0, gt=0, description="Studies received within this many hours are on the worklist")
     # Chosen with `radtriage simulate` (README, Reading-room simulation): in a day room of
     # 220-300 chest X-rays, 2-3 readers, 3.5-5 min a read, triage alone lets the longest ROUTINE
     # wait grow to 140-230 min (FIFO: 26-35); escalating after 60 min caps it at 67-80 min,
@@ -214,14 +213,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'radtriage.sqlite3').resolve()}"
 
     @property
-    def escalation(self):
-        from db.worklist import Escalation
+    def waits(self) -> Waits:
+        """The maximum waits of the reading order (``common.reading_order``)."""
 
         def minutes(value: float | None):
             return None if value is None else dt.timedelta(minutes=value)
 
-        return Escalation(minutes(self.escalate_routine_after_minutes), minutes(self.escalate_urgent_after_minutes),
-                          window=dt.timedelta(hours=self.worklist_window_hours))
+        return Waits(minutes(self.escalate_routine_after_minutes), minutes(self.escalate_urgent_after_minutes))
 
     @property
     def embedded_broker(self) -> bool:

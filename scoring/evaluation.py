@@ -178,8 +178,8 @@ def evaluate_finding(
     )
 
 
-def save_roc_png(evaluation: FindingEvaluation, path: Path) -> Path:
-    """Draw the ROC curve with its AUC, CI and operating point to a PNG.
+def new_figure(width: float, height: float):
+    """A matplotlib figure drawn without a display (servers have none).
 
     Raises
     ------
@@ -188,11 +188,22 @@ def save_roc_png(evaluation: FindingEvaluation, path: Path) -> Path:
     """
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on servers
+    matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def save_roc_png(evaluation: FindingEvaluation, path: Path) -> Path:
+    """Draw the ROC curve with its AUC, CI and operating point to a PNG.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install 'radtriage[eval]'``).
+    """
     e = evaluation
-    fig = Figure(figsize=(4.5, 4.5), dpi=100)
+    fig = new_figure(4.5, 4.5)
     ax = fig.add_subplot()
     ax.plot(e.fpr, e.tpr, lw=2, label=f"AUC {e.auc:.3f} (95% CI {e.auc_ci_low:.3f}–{e.auc_ci_high:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey")

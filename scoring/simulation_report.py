@@ -210,13 +210,10 @@ def save_wait_plot(comparison: Comparison, path: Path) -> Path:
     ImportError
         If matplotlib is not installed (``pip install 'radtriage[eval]'``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers
-    from matplotlib.figure import Figure
-
     groups = ("critical", "routine", "AI-positive", "AI-negative")
-    fig = Figure(figsize=(10, 7), dpi=100)
+    from scoring.evaluation import new_figure
+
+    fig = new_figure(10, 7)
     axes = fig.subplots(2, 2)
     for ax, group in zip(axes.flat, groups):
         for r in comparison.results:

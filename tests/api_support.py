@@ -14,7 +14,6 @@ from db.assembly import complete_quiet_studies
 from db.ingest import NewInstance, record_instance
 from db.triage import ScoreRecord, claim, record_result
 from db.users import add_user
-from db.worklist import Escalation
 from radtriage import health, metrics
 from radtriage.api import create_api
 from tests.factories import radiograph
@@ -56,10 +55,10 @@ def user(sessions, name: str, role: str = "reader") -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def client(sessions, escalation: Escalation | None = None, *, database_ok: bool = True,
+def client(sessions, *, database_ok: bool = True,
            data_dir: Path | None = None, viewer_url_template: str | None = None) -> TestClient:
     def health_report():
         return health.report({"database": lambda: {"status": "ok" if database_ok else "error"}})
 
     return TestClient(create_api(sessions=sessions, health=health_report, metrics=metrics.render,
-                                 escalation=escalation, data_dir=data_dir, viewer_url_template=viewer_url_template))
+                                 data_dir=data_dir, viewer_url_template=viewer_url_template))

@@ -29,8 +29,8 @@ def expected_assessments(files, model_dir):
     """What the stand-in model says about each study, computed here with the public scoring code."""
     from dicom.order import ordered_priority
     from dicom.pixels import to_model_png
-    from scoring.heads import highest
     from scoring.backends import EmbedderConfig
+    from scoring.heads import highest
     from scoring.triage import Triager
     from scoring.urgency import assess, load_policy
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from common import Priority, Queue, StudyStatus
 from db import outbox
 from db.models import Score
-from db.worklist import worklist
+from db.worklist import page
 from tests.factories import radiograph
 from tests.integration.worker_support import (
     BAD_J2K,
@@ -58,7 +58,7 @@ def test_poisoned_study_fails_and_never_blocks_the_others(tmp_path, cxr_foundati
         study = study_of(ctx.sessions, study_id)
         assert study.status == StudyStatus.TRIAGED and study.urgency_score is not None
     with ctx.sessions() as session:
-        items = {item.study_instance_uid: item for item in worklist(session)}
+        items = {item.study_instance_uid: item for item in page(session, limit=200).rows}
     item = items[failed.study_instance_uid]
     assert (item.status, item.priority, item.ordered_priority) == ("failed", "STAT", "STAT")
     assert item.reasons[0] == failed.reasons[0]

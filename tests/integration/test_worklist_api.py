@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common import Priority
+from common import Priority, Waits
 from db.drafts import DraftRecord, claim_batch, record_draft
 from db.escalation import escalate_due
 from db.models import utcnow
-from db.worklist import Escalation
 from tests.api_support import add_study, client, user
 
 # What the README documents for each item of GET /api/worklist, and for its draft preview.
@@ -48,10 +47,9 @@ def test_escalated_study_shows_where_it_came_from_apart_from_clinical_stat(sessi
     waited = add_study(sessions, 2, Priority.ROUTINE, received=now - dt.timedelta(minutes=130))
     waited_long = add_study(sessions, 3, Priority.ROUTINE, received=now - dt.timedelta(minutes=190))
     clinical_stat = add_study(sessions, 4, Priority.STAT, received=now)
-    escalation = Escalation(routine_after=dt.timedelta(minutes=120), urgent_after=dt.timedelta(minutes=60))
     with sessions() as session:
-        escalate_due(session, waits=escalation.waits, now=now)
-    by_uid = {i["study_instance_uid"]: i for i in client(sessions, escalation).get("/api/worklist").json()["items"]}
+        escalate_due(session, waits=Waits(dt.timedelta(minutes=120), dt.timedelta(minutes=60)), now=now)
+    by_uid = {i["study_instance_uid"]: i for i in client(sessions).get("/api/worklist").json()["items"]}
     assert (by_uid[fresh]["priority"], by_uid[fresh]["escalated"], by_uid[fresh]["escalated_from"]) == \
         ("ROUTINE", False, None)
     assert (by_uid[waited]["priority"], by_uid[waited]["escalated_from"]) == ("URGENT", "ROUTINE")
@@ -134,11 +132,11 @@ def test_metrics_endpoint_serves_prometheus_text(sessions):
     assert "radtriage_dicom_store_requests" in response.text
 
 
-def test_worklist_shows_only_the_window(sessions):
+def test_an_unread_study_stays_listed_however_old(sessions):
     now = utcnow()
     recent = add_study(sessions, 1, Priority.ROUTINE, received=now - dt.timedelta(hours=2))
-    add_study(sessions, 2, Priority.STAT, received=now - dt.timedelta(hours=80))
-    assert uids(client(sessions, Escalation(window=dt.timedelta(hours=72))).get("/api/worklist")) == [recent]
+    forgotten = add_study(sessions, 2, Priority.STAT, received=now - dt.timedelta(days=10))
+    assert uids(client(sessions).get("/api/worklist")) == [forgotten, recent]
 
 
 def test_openapi_publishes_the_worklist_item_and_its_priorities(sessions):

@@ -7,11 +7,10 @@ import pytest
 
 from scoring.backends import EmbedderConfig, load_backend, missing_for
 from scoring.embedding import ImageEmbedding
-from scoring.errors import ModelUnavailable, ScoringError
+from scoring.errors import ModelUnavailable, PolicyError, ScoringError
 from scoring.medsiglip import MODEL_NAME, MedSiglip, missing_parts
 from scoring.trained_heads import Layer, TrainedHead
 from scoring.triage import Triager
-from scoring.errors import PolicyError
 from scoring.urgency import DEFAULT_POLICY_PATH, MEDSIGLIP_POLICY_PATH, assess, load_policy
 from tests.fixtures_models import medsiglip_dir  # noqa: F401  (fixture)
 
@@ -112,7 +111,6 @@ def test_medsiglip_triager_scores_zero_shot_and_with_its_own_heads(medsiglip_dir
 
 def test_a_radiograph_is_padded_to_square_not_stretched(siglip):
     from dicom.pixels import encode_png16
-
     from scoring.hub import pad_to_square
 
     tall = np.random.default_rng(5).integers(0, 65536, size=(120, 90), dtype=np.uint16)

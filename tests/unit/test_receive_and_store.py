@@ -14,8 +14,8 @@ import blake3
 import pytest
 
 from dicom import direct_write
-from dicom.storage import content_hash, store_bytes
 from dicom.netseam.transport import BulkReadSocket, _pdv_items
+from dicom.storage import content_hash, store_bytes
 from tests.conftest import need
 
 

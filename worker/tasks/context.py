@@ -125,10 +125,8 @@ class WorkerContext:
 
 
 def medgemma_missing(model: str) -> str | None:
-    """Why MedGemma cannot be used (PHI-free), or None; never imports torch."""
-    try:
-        from scoring.medgemma import missing_model
+    """Why MedGemma cannot be used (PHI-free), or None; never imports torch (a missing ml
+    extra is reported by ``scoring.hub``)."""
+    from scoring.medgemma import missing_model
 
-        return missing_model(model)
-    except ImportError:
-        return "MedGemma needs the ml extra (pip install 'radtriage[ml]')"
+    return missing_model(model)
