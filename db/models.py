@@ -11,12 +11,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -40,8 +42,24 @@ class Base(DeclarativeBase):
     pass
 
 
+_UNREAD = text("read_at IS NULL")
+
+
 class Study(Base):
     __tablename__ = "studies"
+    # The indexes of migration 0005, so a schema built from the models has them too.
+    __table_args__ = (
+        # The keyset order of the active worklist (common.reading_order).
+        Index("ix_studies_reading_order", text("effective_rank DESC"), text("urgency_key DESC"), "received_at", "id",
+              sqlite_where=_UNREAD, postgresql_where=_UNREAD),
+        # The escalation loop: unread studies of one effective class received before a time.
+        Index("ix_studies_escalation_due", "effective_rank", "received_at", sqlite_where=_UNREAD,
+              postgresql_where=_UNREAD),
+        Index("ix_studies_reader", "reader", "reader_active_at", sqlite_where=text("reader IS NOT NULL"),
+              postgresql_where=text("reader IS NOT NULL")),
+        # Accession prefix search (the PostgreSQL migration builds it with COLLATE "C": byte order).
+        Index("ix_studies_accession", "accession_number"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)  # (0020,000D)
