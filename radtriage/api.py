@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import Depends, FastAPI, Response
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.event_feed import database_reads
 from db.session import make_session_factory
 from radtriage import api_events, api_page, api_studies, api_worklist
 from radtriage.api_deps import ApiContext
-from radtriage.api_feed import EventFeed, database_reads
+from radtriage.api_feed import EventFeed
 from radtriage.api_models import Health
 from radtriage.auth import Authenticator
 

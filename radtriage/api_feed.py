@@ -1,6 +1,5 @@
 """The event feed behind ``GET /api/events``: one poller per app reads new rows of the events
-table by id (indexed, on read-only sessions, so it never holds SQLite's write lock) and wakes
-every open stream; each stream sends what lies past its own cursor as ``id:``/``data:`` frames,
+table by id (``db.event_feed``) and wakes every open stream; each stream sends what lies past its own cursor as ``id:``/``data:`` frames,
 so a client reconnecting with ``Last-Event-ID`` resumes where it stopped (from the poller's
 recent buffer, or from the database when it was away longer). A comment every
 ``keepalive_seconds`` keeps proxies from closing an idle stream; ``close()`` ends every stream
@@ -11,19 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import datetime as dt
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Event, Study, as_utc
+from db.event_feed import FeedEvent, ReadAfter, ReadLast
 from radtriage.api_models import iso_utc
 
 log = logging.getLogger(__name__)
@@ -32,42 +27,10 @@ _BATCH = 500  # rows per database read; a stream far behind catches up in rounds
 _BUFFER = 2000  # recent events kept in memory for streams that are a little behind
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class FeedEvent:
-    """One change: which study, which stage of its history, when (no patient data, no names)."""
-
-    id: int
-    study_instance_uid: str
-    stage: str
-    at: dt.datetime
-
-    def frame(self) -> str:
-        data = json.dumps({"study_instance_uid": self.study_instance_uid, "stage": self.stage, "at": iso_utc(self.at)})
-        return f"id: {self.id}\nevent: study\ndata: {data}\n\n"
-
-
-# (after_id, limit) → events with a larger id, oldest first; and → the largest id so far.
-ReadAfter = Callable[[int, int], list[FeedEvent]]
-ReadLast = Callable[[], int]
-
-
-def database_reads(reads: sessionmaker[Session]) -> tuple[ReadAfter, ReadLast]:
-    """The feed's two reads on the events table, by primary key (read-only sessions)."""
-
-    def read_after(after_id: int, limit: int) -> list[FeedEvent]:
-        with reads() as session:
-            rows = session.execute(
-                select(Event.id, Study.study_instance_uid, Event.stage, Event.created_at)
-                .join(Study, Study.id == Event.study_id)
-                .where(Event.id > after_id).order_by(Event.id).limit(limit)
-            ).all()
-        return [FeedEvent(i, uid, stage, as_utc(at)) for i, uid, stage, at in rows]
-
-    def read_last() -> int:
-        with reads() as session:
-            return session.scalar(select(func.max(Event.id))) or 0
-
-    return read_after, read_last
+def frame(event: FeedEvent) -> str:
+    """One event as a server-sent event frame."""
+    data = json.dumps({"study_instance_uid": event.study_instance_uid, "stage": event.stage, "at": iso_utc(event.at)})
+    return f"id: {event.id}\nevent: study\ndata: {data}\n\n"
 
 
 class EventFeed:
@@ -132,7 +95,7 @@ class EventFeed:
             if events:
                 cursor = events[-1].id
                 quiet_since = time.monotonic()
-                yield "".join(e.frame() for e in events)
+                yield "".join(frame(e) for e in events)
                 continue
             if time.monotonic() - quiet_since >= self.keepalive_seconds:
                 quiet_since = time.monotonic()

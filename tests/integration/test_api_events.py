@@ -12,11 +12,12 @@ import httpx
 import uvicorn
 
 from common import Priority
+from db.event_feed import database_reads
 from db.models import utcnow
 from db.session import make_session_factory
 from radtriage import health, metrics
 from radtriage.api import create_api
-from radtriage.api_feed import EventFeed, database_reads
+from radtriage.api_feed import EventFeed
 from tests.api_support import add_study, user
 from tests.e2e.daemon import free_port
 
