@@ -5,6 +5,6 @@ pynetdicom's internals are used only behind ``dicom.netseam``.
 """
 
 __all__ = [
-    "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu", "selection", "sr",
-    "status", "storage", "views",
+    "acceptance", "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
+    "selection", "sr", "status", "storage", "views",
 ]

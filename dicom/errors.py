@@ -12,8 +12,9 @@ Exception tree::
           │    │                    will not help
           │    ├── MissingAttribute a required identifying attribute is absent or
           │    │                    not a valid UID (0xC220)
-          │    └── DatasetMismatch  the dataset does not match the SOP class it was
-          │                         sent as (0xA900)
+          │    ├── DatasetMismatch  the dataset does not match its SOP class (0xA900)
+          │    └── SopClassNotAccepted
+          │                         its SOP class is not one the site takes in (0x0122)
           ├── AccessConfigError     the listener's exposure or TLS settings are unsafe
           │                         or unusable: it refuses to start (also a ValueError)
           ├── AssociationFailed     an SCU association was rejected, aborted or never
@@ -64,7 +65,7 @@ class InvalidDataset(DicomError):
     """The received dataset cannot be parsed or lacks what the listener needs."""
 
     @classmethod
-    def unparsable(cls, exc: BaseException) -> "InvalidDataset":
+    def unparsable(cls, exc: BaseException) -> InvalidDataset:
         """For a parser's failure: names its class only, as its message may quote a value."""
         return cls(f"dataset could not be parsed ({type(exc).__name__})")
 
@@ -79,6 +80,18 @@ class MissingAttribute(InvalidDataset):
 
 class DatasetMismatch(InvalidDataset):
     """The dataset does not match its SOP class (wrong class, or a required module absent)."""
+
+
+class SopClassNotAccepted(InvalidDataset):
+    """The dataset's own SOP class is not one of the accepted storage classes."""
+
+    def __init__(self, sop_class: str) -> None:
+        from pydicom.uid import UID
+
+        name = UID(sop_class).name
+        known = name and name != sop_class
+        super().__init__(f"SOP class {name if known else 'unknown (private)'} is not accepted")
+        self.sop_class = sop_class
 
 
 class AccessConfigError(DicomError, ValueError):

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from common import ACCEPTED_SOP_CLASSES
 from db.ingest import InstanceHeader
 from dicom import status
+from dicom.acceptance import identify
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
-from dicom.intake import identify, take_in
+from dicom.intake import take_in
 from dicom.netseam import HandedOverServer, serve_handed_over, serve_in_background
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class StoreHandler:
     data_dir: Path
     sessions: sessionmaker[Session]
     observe: StoreObserver = _ignore
+    # The dataset's own SOP class must be one of these (``Listener`` sets the list it negotiates).
+    accepted_sop_classes: tuple[str, ...] = ACCEPTED_SOP_CLASSES
 
     def __call__(self, event: evt.Event) -> int:
         try:
@@ -89,13 +92,13 @@ class StoreHandler:
         return code
 
     def _store(self, event: evt.Event) -> tuple[int, str]:
-        syntax, sop_class = str(event.context.transfer_syntax), str(event.request.AffectedSOPClassUID)
+        syntax, accepted = str(event.context.transfer_syntax), self.accepted_sop_classes
         try:
-            new = identify(_header(event), syntax, sop_class_uid=sop_class)
+            new = identify(_header(event), syntax, accepted_sop_classes=accepted)
         except Exception:
             # A large value identify needed was deferred (it cannot be read back from the
             # buffer), or the dataset is really broken: a whole parse tells which.
-            new = identify(_parsed(event), syntax, sop_class_uid=sop_class)
+            new = identify(_parsed(event), syntax, accepted_sop_classes=accepted)
         received = event.request.DataSet
         with received.getbuffer() as dataset_bytes:
             recorded = take_in((_file_head(event, new), dataset_bytes), new, data_dir=self.data_dir,
@@ -138,7 +141,9 @@ def _parsed(event: evt.Event) -> Dataset:
 def _file_head(event: evt.Event, new: InstanceHeader) -> bytes:
     """Preamble and file meta for the received dataset bytes, naming the dataset's own UIDs."""
     meta = event.file_meta
-    # Some senders' requests carry a stale Affected SOP Instance UID (from an old file meta).
+    # Some senders' requests carry a stale Affected SOP Class or Instance UID (from an old
+    # file meta): the stored file names the dataset's own.
+    meta.MediaStorageSOPClassUID = new.sop_class_uid
     meta.MediaStorageSOPInstanceUID = new.sop_instance_uid
     return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta)))
 
@@ -210,6 +215,8 @@ class Listener:
         self.address = (config.host, config.port)
         self.policy = AccessPolicy(config.ae_title, config.allowed)
         self._handler = handler
+        # One list for negotiation and for the dataset's own SOP class (``dicom.acceptance``).
+        handler.accepted_sop_classes = tuple(config.accepted_sop_classes)
         self._on_association = on_association or _ignore
         self._on_refusal = on_refusal or _ignore
         self._ae = AE(ae_title=config.ae_title)

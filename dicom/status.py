@@ -4,15 +4,16 @@
  code       meaning                          returned when
 =========  ===============================  ===========================================
  0x0000     Success                          file fsynced and its row committed, or the
-                                             same instance with the same bytes again
+                                             the same instance again (same dataset, or
+                                             same header and decoded pixels)
  0xA700     Refused: out of resources        disk full/unwritable, database unavailable
                                              or locked; nothing was kept, the sender
                                              should retry later
- 0xA900     Error: dataset does not match    SOP Class UID missing or not the one the
-            SOP class                        request names; SOP Instance UID not the one
-                                             the request names; an image class without
-                                             its Image Pixel module (no Pixel Data,
+ 0xA900     Error: dataset does not match    SOP Class UID missing; an image class
+            SOP class                        without its Image Pixel module (no Pixel Data,
                                              Rows, Columns, ...)
+ 0x0122     Refused: SOP class not           the dataset's own SOP Class UID is not one
+            supported                        the site accepts (dicom.acceptance)
  0xC210     Error: cannot understand         the dataset cannot be parsed
  0xC220     Error: cannot understand         Study, Series or SOP Instance UID missing,
                                              empty or not a valid UID (64 characters of
@@ -36,10 +37,12 @@ from dicom.errors import (
     InvalidDataset,
     MissingAttribute,
     OutOfResources,
+    SopClassNotAccepted,
 )
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC210
 UNEXPECTED_FAILURE = 0xC211
@@ -49,6 +52,7 @@ MISSING_ATTRIBUTE = 0xC220
 REASONS = {
     SUCCESS: "success",
     OUT_OF_RESOURCES: "out_of_resources",
+    SOP_CLASS_NOT_SUPPORTED: "sop_class_not_supported",
     DATASET_MISMATCH: "dataset_mismatch",
     CANNOT_UNDERSTAND: "cannot_parse",
     MISSING_ATTRIBUTE: "missing_attribute",
@@ -71,6 +75,8 @@ def status_for(exc: BaseException) -> int:
     int
         One of the codes in this module's table.
     """
+    if isinstance(exc, SopClassNotAccepted):
+        return SOP_CLASS_NOT_SUPPORTED
     if isinstance(exc, DatasetMismatch):
         return DATASET_MISMATCH
     if isinstance(exc, MissingAttribute):

@@ -15,6 +15,7 @@ from dicom.errors import (
     InvalidDataset,
     MissingAttribute,
     OutOfResources,
+    SopClassNotAccepted,
 )
 from dicom.intake import identify
 from tests.factories import CR, DX, radiograph
@@ -25,7 +26,7 @@ EXPLICIT = "1.2.840.10008.1.2.1"
 def test_a_good_radiograph_is_identified_with_its_view_and_expected_count():
     ds = radiograph(view="PA", priority="STAT")
     ds.NumberOfStudyRelatedInstances = 2
-    new = identify(ds, EXPLICIT, sop_class_uid=DX)
+    new = identify(ds, EXPLICIT, accepted_sop_classes=(DX,))
     assert (new.study_instance_uid, new.sop_instance_uid, new.sop_class_uid) == (
         ds.StudyInstanceUID, ds.SOPInstanceUID, DX)
     assert new.view is View.FRONTAL and new.expected_instances == 2 and new.ordered_priority.value == "STAT"
@@ -60,10 +61,11 @@ def test_malformed_uid_answers_c220(bad):
     assert bad not in str(info.value), "UIDs never go into messages"
 
 
-def test_sop_class_other_than_the_request_answers_a900():
-    with pytest.raises(DatasetMismatch) as info:
-        identify(radiograph(sop_class=CR), EXPLICIT, sop_class_uid=DX)
-    assert status.status_for(info.value) == 0xA900
+def test_a_sop_class_the_site_does_not_accept_answers_0122():
+    with pytest.raises(SopClassNotAccepted, match="Digital X-Ray") as info:
+        identify(radiograph(sop_class=DX), EXPLICIT, accepted_sop_classes=(CR,))
+    assert status.status_for(info.value) == 0x0122
+    assert identify(radiograph(sop_class=CR), EXPLICIT, accepted_sop_classes=(CR,)).sop_class_uid == CR
 
 
 def test_missing_sop_class_answers_a900():

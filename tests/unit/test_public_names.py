@@ -16,8 +16,8 @@ PUBLIC = {
     ],
     "db": ["make_engine", "make_session_factory", "migrate", "ping"],
     "dicom": [
-        "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu", "selection", "sr",
-        "status", "storage", "views",
+        "acceptance", "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
+        "selection", "sr", "status", "storage", "views",
     ],
     "dicom.netseam": [
         "BulkReadServer", "HandedOverServer", "KNOWN_GOOD_PYNETDICOM", "ListenerPool", "serve_handed_over",

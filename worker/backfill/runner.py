@@ -17,8 +17,9 @@ from pathlib import Path
 from common import StudyStatus
 from db import backfill as db_backfill
 from db.ingest import IngestOutcome
+from dicom.acceptance import identify
 from dicom.errors import InvalidDataset
-from dicom.intake import identify, take_in
+from dicom.intake import take_in
 from worker.backfill.files import discover, read_part10
 from worker.tasks.context import WorkerContext
 from worker.tasks.triage import run_triage
@@ -36,6 +37,12 @@ class Summary:
     scored: int = 0
     not_scored: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason → studies
     failed: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason → studies
+    # Every file skipped, or of a study that failed: (path, "skipped" | "failed", reason), for --report.
+    problems: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.problems.append((str(path), "skipped", reason))
 
 
 def run(
@@ -51,15 +58,13 @@ def run(
     summary = Summary(files=len(files))
     accepted = ctx.config.accepted_sop_classes  # as the listener
     study_ids: list[int] = []
+    files_of: dict[int, list[Path]] = collections.defaultdict(list)  # study id → its files read here
     for path in progress(files, "reading", len(files)):
         try:
             raw, ds, syntax = read_part10(path)
-            new = identify(ds, syntax)
+            new = identify(ds, syntax, accepted_sop_classes=accepted)  # the listener's rule
         except InvalidDataset as exc:
-            summary.skipped[str(exc)] += 1
-            continue
-        if new.sop_class_uid not in accepted:
-            summary.skipped["not a radiograph (SOP class not accepted)"] += 1
+            summary.skip(path, str(exc))
             continue
         if dry_run:
             summary.stored += 1
@@ -70,6 +75,7 @@ def run(
         else:
             summary.stored += 1
         study_ids.append(recorded.study_id)
+        files_of[recorded.study_id].append(path)
     if dry_run:
         return summary
 
@@ -81,14 +87,16 @@ def run(
         run_triage(ctx, study_id, revision)
     with ctx.sessions() as session:
         states = db_backfill.final_states(session, study_ids=study_ids)
-    _tally(summary, states)
+    _tally(summary, states, files_of)
     return summary
 
 
-def _tally(summary: Summary, states) -> None:
-    for status, score, reasons in states.values():
+def _tally(summary: Summary, states, files_of: dict[int, list[Path]]) -> None:
+    for study_id, (status, score, reasons) in states.items():
         if status == StudyStatus.FAILED:
-            summary.failed[reasons[0] if reasons else "failed"] += 1
+            reason = reasons[0] if reasons else "failed"
+            summary.failed[reason] += 1
+            summary.problems += [(str(path), "failed", reason) for path in files_of[study_id]]
         elif score is not None:
             summary.scored += 1
         else:
