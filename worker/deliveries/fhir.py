@@ -281,7 +281,7 @@ def task_for(notice: Notice, config: FhirConfig) -> Task:
         "priority": config.code(notice.priority),
         "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}],
                  "text": "Read the imaging study with this priority"},
-        "description": f"Read as {notice.priority.value}: {_why(notice)}. " + "; ".join(notice.reasons),
+        "description": " ".join([f"Read as {notice.priority.value}: {_why(notice)}.", "; ".join(notice.reasons)]).strip(),
         "focus": order or _imaging_study(notice),
         "authoredOn": _instant(notice.created_at),
         "reasonCode": {"text": _why(notice)},
