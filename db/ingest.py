@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,10 +36,12 @@ class InstanceHeader:
         # Coerced once here, so a bad value fails where the instance is described, not at commit.
         object.__setattr__(self, "view", View(self.view) if self.view else None)
 
-    def stored_as(self, *, path: str, content_hash: str, size_bytes: int) -> NewInstance:
+    def stored_as(self, *, path: str, content_hash: str, size_bytes: int, dataset_hash: str | None = None,
+                  image_hash: str | None = None) -> NewInstance:
         """This instance once its bytes are stored: what ``record_instance`` commits."""
         header = {field.name: getattr(self, field.name) for field in dataclasses.fields(InstanceHeader)}
-        return NewInstance(**header, path=path, content_hash=content_hash, size_bytes=size_bytes)
+        return NewInstance(**header, path=path, content_hash=content_hash, size_bytes=size_bytes,
+                           dataset_hash=dataset_hash, image_hash=image_hash)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,11 +51,42 @@ class NewInstance(InstanceHeader):
     path: str  # relative to the data folder
     content_hash: str  # "algorithm:hex", as dicom.storage names the file
     size_bytes: int
+    dataset_hash: str | None = None  # the dataset without its file meta (dicom.identity)
+    image_hash: str | None = None  # header and decoded pixels, when it had to be computed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredCopy:
+    """A copy of a SOP instance already held, with what tells whether a new one is the same."""
+
+    id: int
+    study_id: int
+    path: str  # relative to the data folder
+    dataset_hash: str | None  # None: stored before migration 0009
+    image_hash: str | None  # None: not computed yet
+
+
+def stored_copies(session: Session, sop_instance_uid: str) -> list[StoredCopy]:
+    """Every row held for ``sop_instance_uid``, oldest first (usually none)."""
+    rows = session.execute(
+        select(Instance.id, Instance.study_id, Instance.path, Instance.dataset_hash, Instance.image_hash)
+        .where(Instance.sop_instance_uid == sop_instance_uid).order_by(Instance.id)
+    ).all()
+    return [StoredCopy(*row) for row in rows]
+
+
+def remember_hashes(session: Session, instance_id: int, *, dataset_hash: str | None = None,
+                    image_hash: str | None = None) -> None:
+    """Keep hashes computed from an older row's file, so they are computed once; commits."""
+    values = {k: v for k, v in (("dataset_hash", dataset_hash), ("image_hash", image_hash)) if v is not None}
+    if values:
+        session.execute(update(Instance).where(Instance.id == instance_id).values(**values))
+        session.commit()
 
 
 class IngestOutcome(enum.Enum):
     STORED = "stored"  # a new instance of a study still receiving
-    DUPLICATE = "duplicate"  # same instance, same bytes: nothing new
+    DUPLICATE = "duplicate"  # same instance, same dataset (or same image in another encoding): nothing new
     REOPENED = "reopened"  # arrived after completion: the study is triaged again
 
 
@@ -90,7 +123,8 @@ def record_instance(session: Session, *, new: NewInstance, now: dt.datetime | No
 def _record(session: Session, new: NewInstance, now: dt.datetime,
             hash_as: HashAs | None) -> tuple[IngestOutcome, Study | int]:
     earlier = session.execute(
-        select(Instance.study_id, Instance.content_hash).where(Instance.sop_instance_uid == new.sop_instance_uid)
+        select(Instance.study_id, Instance.content_hash, Instance.dataset_hash)
+        .where(Instance.sop_instance_uid == new.sop_instance_uid)
     ).all()
     duplicate = _same_bytes(new, earlier, hash_as)
     if duplicate is not None:
@@ -132,7 +166,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             session.add(Event(study_id=study.id, stage=EventStage.REOPENED, detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 
-    _count_views(study, new, seen=any(study_id == study.id for study_id, _hash in earlier))
+    _count_views(study, new, seen=any(row.study_id == study.id for row in earlier))
     session.add(
         Instance(
             study=study,
@@ -148,6 +182,8 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             path=new.path,
             content_hash=new.content_hash,
             size_bytes=new.size_bytes,
+            dataset_hash=new.dataset_hash,
+            image_hash=new.image_hash,
             received_at=now,
         )
     )
@@ -155,9 +191,15 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
 
 
 def _same_bytes(new: NewInstance, earlier: list, hash_as: HashAs | None) -> int | None:
-    """The study of an earlier row of this instance with exactly these bytes, if any."""
+    """The study of an earlier row of this instance with exactly these bytes, or this dataset, if any.
+
+    (``dicom.intake`` has already compared the image with every copy held; this catches a
+    copy that another association committed meanwhile.)
+    """
     by_algorithm: dict[str, str] = {}
-    for study_id, stored_hash in earlier:
+    for study_id, stored_hash, dataset_hash in earlier:
+        if new.dataset_hash is not None and dataset_hash == new.dataset_hash:
+            return study_id
         algorithm = stored_hash.partition(":")[0]
         if algorithm not in by_algorithm:
             same_algorithm = algorithm == new.content_hash.partition(":")[0]

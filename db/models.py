@@ -140,7 +140,11 @@ class Study(Base):
 
 class Instance(Base):
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("sop_instance_uid", "content_hash", name="uq_instance_revision"),)
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid", "content_hash", name="uq_instance_revision"),
+        # One row per distinct dataset of a SOP instance (migration 0009); older rows have none.
+        UniqueConstraint("sop_instance_uid", "dataset_hash", name="uq_instance_dataset"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
@@ -155,6 +159,10 @@ class Instance(Base):
     expected_instances: Mapped[int | None] = mapped_column(Integer)  # (0020,1208)
     path: Mapped[str] = mapped_column(Text)  # relative to the data folder
     content_hash: Mapped[str] = mapped_column(String(80))  # "blake3:<hex>" (older rows: "sha256:<hex>")
+    # Duplicates by content (dicom.identity): the dataset without its file meta, and the image
+    # (encoding-independent header and decoded pixels), the latter computed only when needed.
+    dataset_hash: Mapped[str | None] = mapped_column(String(80))
+    image_hash: Mapped[str | None] = mapped_column(String(80))
     size_bytes: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -33,7 +33,7 @@ from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute, SopC
 from dicom.order import ordered_priority
 from dicom.views import expected_instances, view_of
 
-__all__ = ["Part10", "identify", "read_file"]
+__all__ = ["Part10", "identify", "read_file", "split_part10"]
 
 # PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
 # invalid too, but legacy modalities send them and refusing those images helps nobody.
@@ -215,12 +215,20 @@ def read_file(path: Path) -> Part10:
     syntax = str(syntax or _bare_syntax(ds))
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+    for keyword, meta_keyword in (("SOPClassUID", "MediaStorageSOPClassUID"),
+                                  ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        if ds.get(keyword):  # else identify refuses the file
+            setattr(ds.file_meta, meta_keyword, ds[keyword].value)
     buffer = DicomBytesIO()
     buffer.write(b"\x00" * _PREAMBLE + b"DICM")
-    write_file_meta_info(buffer, ds.file_meta, enforce_standard=True)
+    write_file_meta_info(buffer, ds.file_meta, enforce_standard="MediaStorageSOPInstanceUID" in ds.file_meta)
     return Part10(buffer.getvalue(), memoryview(raw)[offset:], ds, syntax)
+
+
+def split_part10(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
+    """A Part 10 file's head (preamble, DICM, file meta) and its dataset bytes."""
+    offset = _dataset_offset(bytes(raw[:64 * 1024]))
+    return bytes(raw[:offset]), memoryview(raw)[offset:]
 
 
 def _dataset_offset(raw: bytes) -> int:
