@@ -1,24 +1,31 @@
-"""Scoring throughput on this machine: preprocessing alone, the whole scoring path with the
-stand-in CXR Foundation, the share of time per step; or, with --full, an ELIXR-C-sized proxy.
+"""Triage CPU per study, step by step, today's preprocessing against the one it replaced.
 
-    python benchmarks/scoring.py [--repeat 3]
-    python benchmarks/scoring.py --full            # EfficientNet-L2 at 1280x1280 on the CPU
-    python benchmarks/scoring.py --full --gpu      # the same on the GPU
+    python benchmarks/scoring.py [--repeat 5] [--sizes 2500x2000,512x512]
+    python benchmarks/scoring.py --samples        # preprocessing alone on the shared samples
+    python benchmarks/scoring.py --full           # EfficientNet-L2 at 1280x1280 on the CPU
+    python benchmarks/scoring.py --full --gpu     # the same on the GPU
 
-Numbers are images/s on the CPU this runs on. The stand-in models are tiny, so the
-"whole path" number measures our code and TensorFlow's call overhead, not the real model;
---full times an EfficientNet-L2-sized network at 1280×1280 in TensorFlow as a
-*proxy* for ELIXR-C (random weights, same family and input size; not the real model).
+The default run triages two-view studies (PA + lateral, 12-bit, rescale and window as DX
+headers carry them) through the worker's own task (``worker.tasks.triage.run_triage``: claim,
+read, decode, window/convert, PNG, stand-in CXR Foundation, heads, DB write on SQLite) at
+each size, alternating the baseline (per-pixel float chain + Pillow PNG level 1, the
+preprocessing triage used before; kept here only as the baseline) with the current one, and
+prints CPU ms per step (min/median over the repeats) and the ratio. The stand-in models are
+tiny, so "model" is TensorFlow's call overhead plus its PNG decode and resize, not ELIXR-C;
+--full times an EfficientNet-L2-sized network at 1280×1280 as a *proxy* for ELIXR-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -27,13 +34,161 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
+import numpy as np
+import pydicom
+from PIL import Image
 
-from dicom import pixels  # noqa: E402
-from dicom.errors import UnscorableImage  # noqa: E402
+from dicom import pixels
+from dicom.errors import UnscorableImage
 
 SAMPLES = ROOT.parent / "shared" / "dicom_samples"
+STEPS = ("DB claim", "read file", "decode pixels", "window/convert", "encode PNG", "model", "heads + policy",
+         "DB write", "other")
+
+
+# --------------------------------------------------------------------------- the baseline
+
+
+def pillow_png_level1(arr: np.ndarray) -> bytes:
+    """The PNG encoder triage used before (Pillow, zlib level 1): the baseline, nothing else."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr, dtype=np.dtype("=u2"))).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+# Each variant: (window/convert, encode). The baseline ran Google's chain on every pixel in
+# float64 (pixels._map_values on the image); the current one maps the image through a table.
+VARIANTS: dict[str, tuple[Callable, Callable]] = {
+    "baseline": (pixels._map_values, pillow_png_level1),
+    "current": (pixels._convert, pixels.encode_png16),
+}
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def chest_dx(rows: int, cols: int, *, seed: int, view: str, study_uid: str | None = None) -> pydicom.Dataset:
+    """A 12-bit DX with smooth, radiograph-like structure plus noise (pure noise would not
+    compress like a radiograph), RescaleSlope/Intercept and a VOI window, as DX headers carry."""
+    from tests.factories import radiograph
+
+    ds = radiograph(view=view, seed=seed, size=8, study_uid=study_uid)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    body = np.exp(-(((x - cols / 2) / (0.38 * cols)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2))
+    ribs = 0.15 * np.sin(y / (rows / 40) + rng.uniform(0, 6))
+    image = 300 + 3200 * body * (1 + ribs) + rng.normal(0, 25, (rows, cols))
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelData = np.clip(image, 0, 4095).astype(np.uint16).tobytes()
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "US"
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    return ds
+
+
+class StepClock:
+    """CPU seconds (all threads of this process) per step, for one study at a time."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = defaultdict(float)
+
+    def wrap(self, step: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.cpu[step] += time.process_time() - started
+
+        return timed
+
+
+def instrument(ctx, clock: StepClock):
+    """Wrap the functions run_triage calls so each step's CPU lands in ``clock``; returns a
+    function that picks the variant for the next studies."""
+    import db.triage
+    import scoring.urgency
+    import worker.tasks.triage as task
+    from scoring.embedding import ImageEmbedding
+
+    db.triage.claim = clock.wrap("DB claim", db.triage.claim)
+    db.triage.record_result = clock.wrap("DB write", db.triage.record_result)
+    ImageEmbedding.to_bytes = clock.wrap("DB write", ImageEmbedding.to_bytes)  # the stored form
+    scoring.urgency.assess = clock.wrap("heads + policy", scoring.urgency.assess)
+    task.pydicom = type("pydicom", (), {"dcmread": staticmethod(clock.wrap("read file", pydicom.dcmread))})
+    triager, reason = ctx.triager()
+    if triager is None:
+        sys.exit(f"the stand-in did not load: {reason}")
+    triager.backend.embed_image = clock.wrap("model", triager.backend.embed_image)
+    triager.score_embedding = clock.wrap("heads + policy", triager.score_embedding)
+    decode = clock.wrap("decode pixels", pixels._decoded)
+
+    def use(variant: str) -> None:
+        convert, encode = (clock.wrap(step, fn) for step, fn in zip(("window/convert", "encode PNG"),
+                                                                     VARIANTS[variant], strict=True))
+        task.to_model_png = lambda ds: encode(convert(decode(ds), ds))
+
+    return use
+
+
+def bench_steps(sizes: list[tuple[int, int]], repeat: int) -> dict:
+    """Per size and variant: {step: [CPU seconds per study]}; prints the table."""
+    try:
+        import tensorflow  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        sys.exit("tensorflow/transformers not installed: pip install 'radtriage[ml]'")
+    from tests.integration.worker_support import complete_all, ingest, worker_context
+    from tests.standins import build_cxr_foundation_standin
+    from worker.tasks.triage import run_triage
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        ctx = worker_context(folder, build_cxr_foundation_standin(folder / "model"))
+        clock = StepClock()
+        use = instrument(ctx, clock)
+        for rows, cols in sizes:
+            studies = []
+            for i in range(2 * repeat + 2):  # +2: one warm-up study per variant
+                pa = chest_dx(rows, cols, seed=2 * i, view="PA")
+                lateral = chest_dx(rows, cols, seed=2 * i + 1, view="LL", study_uid=str(pa.StudyInstanceUID))
+                studies.append(ingest(ctx, pa).study_id)
+                ingest(ctx, lateral)
+            complete_all(ctx)
+            per: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in VARIANTS}
+            for i, study_id in enumerate(studies):
+                variant = ("baseline", "current")[i % 2]  # alternate, so both share the machine's noise
+                use(variant)
+                clock.cpu.clear()
+                started_cpu, started = time.process_time(), time.perf_counter()
+                assert run_triage(ctx, study_id, 1) == "triaged"
+                total_cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+                if i < 2:
+                    continue  # the first call per variant traces the graphs and fills caches
+                for step in STEPS[:-1]:
+                    per[variant][step].append(clock.cpu.get(step, 0.0))
+                per[variant]["other"].append(total_cpu - sum(clock.cpu.values()))
+                per[variant]["whole path (CPU)"].append(total_cpu)
+                per[variant]["whole path (wall)"].append(wall)
+            results[(rows, cols)] = per
+            print_table(f"{rows}x{cols}", per, repeat)
+    return results
+
+
+def print_table(size: str, per: dict, repeat: int) -> None:
+    print(f"\n{size}, two-view study (PA scored), {repeat} studies per variant, CPU ms per study: min / median")
+    print(f"  {'step':22} {'baseline':>17} {'current':>17} {'ratio (median)':>15}")
+    for step in (*STEPS, "whole path (CPU)", "whole path (wall)"):
+        base, cur = per["baseline"][step], per["current"][step]
+        ratio = statistics.median(cur) / statistics.median(base) if statistics.median(base) > 1e-4 else float("nan")
+        print(f"  {step:22} {_ms(base):>17} {_ms(cur):>17} {ratio:>14.2f}x")
+
+
+def _ms(values: list[float]) -> str:
+    return f"{1000 * min(values):7.1f} / {1000 * statistics.median(values):7.1f}"
+
+
+# --------------------------------------------------------------------------- shared samples
 
 
 def sample_bytes() -> dict[str, bytes]:
@@ -50,109 +205,27 @@ def sample_bytes() -> dict[str, bytes]:
     return good
 
 
-def timed_chain(data: bytes, clock: dict[str, float]) -> bytes:
-    """dicom.pixels.to_model_png step by step, adding each step's seconds to ``clock``."""
-    t = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        clock[step] += now - t
-        t = now
-
-    ds = pydicom.dcmread(BytesIO(data), force=True)
-    lap("parse DICOM")
-    pixels._check_header(ds)
-    arr = pixels._native(pixels._decode(pixels._with_transfer_syntax(ds)))
-    lap("decode pixels")
-    arr = pixels._apply_modality(arr, ds)
-    lap("modality LUT")
-    windowed = pixels._maybe_window(arr, ds)
-    arr = windowed if windowed is not None else arr
-    lap("VOI window")
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        arr = pixels.invert_monochrome1(arr)
-    arr = pixels.shift_to_unsigned(arr)
-    lap("invert + shift")
-    arr = pixels.rescale_dynamic_range(arr)
-    lap("rescale range")
-    png = pixels.encode_png16(arr)
-    lap("encode PNG16")
-    return png
-
-
-def report(title: str, clock: dict[str, float], images: int) -> float:
-    total = sum(clock.values())
-    print(f"\n{title}: {images} images in {total:.2f} s = {images / total:.1f} images/s")
-    for step, seconds in clock.items():
-        print(f"  {step:28} {1000 * seconds / images:8.2f} ms/image  {100 * seconds / total:5.1f} %")
-    return images / total
-
-
-def bench_preprocessing(samples: dict[str, bytes], repeat: int) -> float:
-    clock: dict[str, float] = defaultdict(float)
-    for _ in range(repeat):
-        for data in samples.values():
-            timed_chain(data, clock)
+def bench_samples(samples: dict[str, bytes], repeat: int) -> None:
+    """Preprocessing alone (DICOM bytes → PNG) on the mixed samples, baseline against current."""
     sides = [pydicom.dcmread(BytesIO(d), force=True, stop_before_pixels=True) for d in samples.values()]
     sizes = ", ".join(sorted({f"{int(s.Rows)}x{int(s.Columns)}" for s in sides}))
-    print(f"samples: {len(samples)} decodable files ({sizes})")
-    return report("preprocessing alone (DICOM bytes → 16-bit PNG)", clock, repeat * len(samples))
-
-
-def bench_whole_path(samples: dict[str, bytes], repeat: int) -> float | None:
-    try:
-        import tensorflow  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        print("\nwhole scoring path: SKIPPED (tensorflow/transformers not installed: pip install 'radtriage[ml]')")
-        return None
-    from scoring.backends import EmbedderConfig
-    from scoring.heads import highest
-    from scoring.triage import Triager
-    from scoring.urgency import assess, load_policy
-    from tests.standins import build_cxr_foundation_standin
-
-    with tempfile.TemporaryDirectory() as folder:
-        model_dir = build_cxr_foundation_standin(Path(folder))
-        policy = load_policy()
-        started = time.perf_counter()
-        triager = Triager.load(EmbedderConfig(cxr_foundation_dir=model_dir), policy)
-        load_seconds = time.perf_counter() - started
-        backend = triager.backend
-        clock: dict[str, float] = defaultdict(float)
-        for name in ("_elixr_c", "_qformer"):  # time the two model calls separately
-            signature = getattr(backend, name)
-
-            def timed(*args, _signature=signature, _name=name, **kwargs):
-                t = time.perf_counter()
-                out = _signature(*args, **kwargs)
-                clock["ELIXR-C call" if _name == "_elixr_c" else "Q-Former call"] += time.perf_counter() - t
-                return out
-
-            setattr(backend, name, timed)
-        triager.score_png(pixels.to_model_png(pydicom.dcmread(BytesIO(next(iter(samples.values()))), force=True)))
-        clock.clear()  # the first call traces the graphs: not steady state
-        for _ in range(repeat):
+    print(f"samples: {len(samples)} decodable files ({sizes}); CPU ms per pass over all of them: min / median")
+    passes: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in VARIANTS}
+    for _ in range(repeat):
+        for variant, (convert, encode) in VARIANTS.items():
+            clock = StepClock()
             for data in samples.values():
-                t = time.perf_counter()
-                png = pixels.to_model_png(pydicom.dcmread(BytesIO(data), force=True))
-                clock["preprocessing"] += time.perf_counter() - t
-                t = time.perf_counter()
-                embedding = backend.embed_image(png)
-                clock["embed (incl. model calls)"] += time.perf_counter() - t
-                t = time.perf_counter()
-                scores = triager.score_embedding(embedding)
-                assess(highest([scores]), "ROUTINE", policy)
-                clock["heads + policy"] += time.perf_counter() - t
-                t = time.perf_counter()
-                embedding.to_bytes()
-                clock["serialise embedding"] += time.perf_counter() - t
-        models = clock.pop("ELIXR-C call") + clock.pop("Q-Former call")
-        clock["embed (our code, no model)"] = clock.pop("embed (incl. model calls)") - models
-        clock["stand-in model calls"] = models
-        print(f"\nstand-in CXR Foundation loaded and {len(triager.prompt_embeddings)} prompt pairs embedded in {load_seconds:.1f} s")
-        return report("whole scoring path with the stand-in (DICOM bytes → priority)", clock, repeat * len(samples))
+                ds = clock.wrap("read file", pydicom.dcmread)(BytesIO(data), force=True)
+                arr = clock.wrap("decode pixels", pixels._decoded)(ds)
+                clock.wrap("encode PNG", encode)(clock.wrap("window/convert", convert)(arr, ds))
+            for step in ("read file", "decode pixels", "window/convert", "encode PNG"):
+                passes[variant][step].append(clock.cpu[step])
+            passes[variant]["preprocessing"].append(sum(clock.cpu.values()))
+    print(f"  {'step':22} {'baseline':>17} {'current':>17} {'ratio (median)':>15}")
+    for step in ("read file", "decode pixels", "window/convert", "encode PNG", "preprocessing"):
+        base, cur = passes["baseline"][step], passes["current"][step]
+        print(f"  {step:22} {_ms(base):>17} {_ms(cur):>17} "
+              f"{statistics.median(cur) / statistics.median(base):>14.2f}x")
 
 
 def bench_full(iterations: int, *, cpu: bool) -> dict | None:
@@ -201,7 +274,9 @@ def _peak_rss_gib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="passes over the samples")
+    parser.add_argument("--repeat", type=int, default=5, help="studies per variant and size (passes with --samples)")
+    parser.add_argument("--sizes", default="2500x2000,512x512", help="image sizes ROWSxCOLUMNS, comma-separated")
+    parser.add_argument("--samples", action="store_true", help="preprocessing alone on the shared DICOM samples")
     parser.add_argument("--full", action="store_true",
                         help="only the full-size ELIXR-C stand-in (EfficientNet-L2 at 1280x1280), on the CPU "
                              "unless --gpu; seconds per chest image and peak memory")
@@ -211,13 +286,14 @@ def main() -> None:
     if args.full:
         bench_full(args.full_iterations, cpu=not args.gpu)
         return
-    if not SAMPLES.is_dir():
-        sys.exit(f"samples not found at {SAMPLES}")
-    samples = sample_bytes()
-    pre = bench_preprocessing(samples, args.repeat)
-    whole = bench_whole_path(samples, args.repeat)
-    if whole:
-        print(f"\nratio: the whole stand-in path runs at {whole / pre:.2f}× the speed of preprocessing alone")
+    if args.samples:
+        if not SAMPLES.is_dir():
+            sys.exit(f"samples not found at {SAMPLES}")
+        bench_samples(sample_bytes(), args.repeat)
+        return
+    sizes = [tuple(int(n) for n in size.lower().split("x")) for size in args.sizes.split(",")]
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+    bench_steps(sizes, args.repeat)
     print("\n(GPU figure for the ELIXR-C stand-in: python benchmarks/scoring.py --full --gpu)")
 
 

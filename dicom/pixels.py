@@ -290,8 +290,17 @@ def to_model_array(ds: pydicom.Dataset) -> np.ndarray:
         data that cannot be decoded; an image with a single pixel value (e.g. a window
         that does not match the stored values). The reason is PHI-free.
     """
+    return _convert(_decoded(ds), ds)
+
+
+def _decoded(ds: pydicom.Dataset) -> np.ndarray:
+    """The stored values, checked and decoded (native byte order)."""
     _check_header(ds)
-    arr = _native(_decode(_with_transfer_syntax(ds)))
+    return _native(_decode(_with_transfer_syntax(ds)))
+
+
+def _convert(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Decoded stored values → the model's array, through a table of the values when possible."""
     if not _by_table(arr, ds):
         return _map_values(arr, ds)
     # Every step maps a stored value on its own, apart from the image's extremes (inversion,
@@ -309,7 +318,7 @@ def to_model_array(ds: pydicom.Dataset) -> np.ndarray:
 
 
 def _by_table(arr: np.ndarray, ds: pydicom.Dataset) -> bool:
-    """Whether the chain may run on the stored values instead of the pixels (see to_model_array).
+    """Whether the chain may run on the stored values instead of the pixels (see _convert).
 
     8- and 16-bit integers only (a table of at most 65,536 entries), and not through a
     Modality LUT Sequence: an arbitrary table need not be monotone, so values absent from
