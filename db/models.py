@@ -241,6 +241,44 @@ class Draft(Base):
     sr_next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Delivery(Base):
+    """One delivery of one change (a priority, an escalation, a result, a draft) of a study to one
+    destination: an outbox row written in the same transaction as the change it reports.
+
+    ``seq`` orders a study's deliveries to one destination (sent strictly in that order);
+    ``payload`` is the snapshot of our values at the change (the DICOM header fields are read
+    from the stored file when sending); ``control_id`` is stable across retries so a receiver
+    can deduplicate what at-least-once delivery may repeat.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("destination", "study_id", "seq", name="uq_delivery_order"),
+        # Each destination's dispatcher: its pending rows, the due ones first.
+        Index("ix_deliveries_due", "destination", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64))  # the destination's name in the settings
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, … per destination and study
+    content: Mapped[str] = mapped_column(String(16))  # a common.delivery.Content
+    status: Mapped[str] = mapped_column(String(16))  # a common.delivery.DeliveryStatus
+    # The effective priority announced (PRIORITY and ESCALATION only): a rank not above one
+    # already sent to this destination for this study is stale and dropped unsent.
+    priority_rank: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    control_id: Mapped[str] = mapped_column(String(20), unique=True)  # fits HL7 MSH-10 (ST, 20)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)  # no PHI: codes, error classes; a dead letter's reason
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # dead or dropped
+
+
 class WorkerHeartbeat(Base):
     """The last sign of life of each worker process, for /healthz."""
 

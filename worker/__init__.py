@@ -1,8 +1,9 @@
-"""The worker side: Celery tasks (``tasks``), the loops ``serve`` runs (``loops``) and batch work on files on disk (``backfill``).
+"""The worker side: Celery tasks (``tasks``), the loops ``serve`` runs (``loops``), batch work on files on disk (``backfill``)
+and deliveries to a site's own systems (``deliveries``).
 
 ``heartbeat`` is the sidecar process that tells the sweep a worker is alive; it imports none
 of the three, so it stays small. ``radtriage`` hands all of them narrow configs and metric
 callbacks: nothing here reads settings.
 """
 
-__all__ = ["backfill", "heartbeat", "loops", "tasks"]
+__all__ = ["backfill", "deliveries", "heartbeat", "loops", "tasks"]

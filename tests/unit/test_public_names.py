@@ -16,14 +16,15 @@ PUBLIC = {
     ],
     "db": ["make_engine", "make_session_factory", "migrate", "ping"],
     "dicom": [
-        "acceptance", "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
+        "acceptance", "access", "errors", "identity", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
         "selection", "sr", "status", "storage", "views",
     ],
     "dicom.netseam": [
         "BulkReadServer", "HandedOverServer", "KNOWN_GOOD_PYNETDICOM", "ListenerPool", "serve_handed_over",
         "serve_in_background", "serve_member",
     ],
-    "worker": ["backfill", "heartbeat", "loops", "tasks"],
+    "worker": ["backfill", "deliveries", "heartbeat", "loops", "tasks"],
+    "worker.deliveries": ["Notice", "Outcome", "Sender"],
     "worker.tasks": [
         "BrokerConfig", "WEIGHTS_HINT", "WorkerConfig", "WorkerContext", "create_app", "medgemma_missing", "register",
         "where",
