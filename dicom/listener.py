@@ -9,6 +9,7 @@ are reached only through ``dicom.netseam``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import ssl
@@ -37,6 +38,7 @@ from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import take_in
 from dicom.netseam import HandedOverServer, serve_handed_over, serve_in_background
+from dicom.peer_log import quiet_pynetdicom
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ def _preferred_syntaxes() -> list[str]:
     compressed = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in uncompressed]
     return compressed + uncompressed
 
+
+# The largest P-DATA-TF we accept (announced at association): a 10 MB radiograph fits in one.
+MAX_PDU_BYTES = 64 * 1024 * 1024
 
 # Called with (result, status): result is "stored", "duplicate", "reopened" or "refused".
 StoreObserver = Callable[[str, int], None]
@@ -168,6 +173,10 @@ class ListenerConfig:
         TLS only, when set (``dicom.access.server_tls_context``).
     max_associations : int
         More concurrent associations are rejected (transient, local limit exceeded).
+    max_associations_per_host : int
+        Connections one host may hold open at once; more are closed as they arrive, so one
+        host (a hung modality, a port scanner) cannot take every slot. 0: half of
+        ``max_associations``. Not below it, or only ``max_associations`` applies.
     acse_timeout, dimse_timeout, network_timeout : float
         Seconds, as pynetdicom's AE options of the same names.
     plain_pynetdicom : bool
@@ -183,10 +192,17 @@ class ListenerConfig:
     allow_any: bool = False
     ssl_context: ssl.SSLContext | None = None
     max_associations: int = 16
+    max_associations_per_host: int = 0
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     plain_pynetdicom: bool = False
+
+    @property
+    def per_host_limit(self) -> int:
+        """Connections one host may hold; 0 when only ``max_associations`` applies."""
+        limit = self.max_associations_per_host or self.max_associations // 2
+        return limit if 0 < limit < self.max_associations else 0
 
     def check_exposure(self) -> None:
         """Raise ``AccessConfigError`` for a non-loopback address without an allow-list (unless allowed)."""
@@ -203,9 +219,9 @@ class Listener:
     on_association : callable, optional
         Called with "accepted", "rejected" or "aborted" for every association (metrics).
     on_refusal : callable, optional
-        Called with a fixed reason for every refused association or presentation context:
-        "called_ae", "calling_ae", "host", "association_limit", "sop_class_not_supported",
-        "transfer_syntax_not_supported", "context_rejected" (metrics).
+        Called with a fixed reason for every refused association: "called_ae", "calling_ae",
+        "host", "association_limit" (metrics). Refused presentation contexts are not
+        refusals: senders propose many classes they never send.
     """
 
     def __init__(self, config: ListenerConfig, *, handler: StoreHandler,
@@ -219,9 +235,12 @@ class Listener:
         handler.accepted_sop_classes = tuple(config.accepted_sop_classes)
         self._on_association = on_association or _ignore
         self._on_refusal = on_refusal or _ignore
+        quiet_pynetdicom()  # a peer's garbage: one line each from pynetdicom too, never a traceback
         self._ae = AE(ae_title=config.ae_title)
-        # Unlimited PDUs: with pynetdicom's default of 16 KiB, receiving took about 3x as long.
-        self._ae.maximum_pdu_size = 0
+        # Large PDUs: with pynetdicom's default of 16 KiB, receiving took about 3x as long. Not
+        # unlimited: a PDU past what we announce is a protocol error, and the association is
+        # aborted before a buffer of that size is taken (``dicom.netseam.transport``).
+        self._ae.maximum_pdu_size = MAX_PDU_BYTES
         # The called and calling AE titles are checked by ``self.policy`` (with hosts).
         self._ae.require_called_aet = False
         self._ae.maximum_associations = config.max_associations
@@ -251,23 +270,24 @@ class Listener:
                                                  ssl_context=self.config.ssl_context)
         else:
             self._server = serve_in_background(self._ae, self.address, evt_handlers=self._event_handlers(),
-                                               ssl_context=self.config.ssl_context)
+                                               ssl_context=self.config.ssl_context,
+                                               per_host_limit=self.config.per_host_limit)
         # Port 0 binds an ephemeral port: report the real one.
         self.address = self._server.server_address[:2]
         log.info("DICOM listener on %s:%d%s%s", *self.address, " (TLS)" if self.config.ssl_context else "",
                  ", plain pynetdicom" if self.config.plain_pynetdicom else "")
 
-    def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer:
+    def handed_over_server(self, on_closed: Callable[[str], None]) -> HandedOverServer:
         """A server for connections another process accepted (``dicom.netseam.pool``); it binds nothing.
 
-        ``on_closed`` is called exactly once when each connection is done, however it ended.
+        ``on_closed(host)`` is called exactly once when each connection is done, however it ended.
         """
         def closed(address: tuple[str, int]) -> None:
             try:
                 # A connection flagged over the limit that closed before asking for an association.
                 self._take_over_limit((str(address[0]), int(address[1])))
             finally:
-                on_closed()
+                on_closed(str(address[0]))
 
         # The pool keeps the association limit for all members (``refuse_next_from``).
         self._server = serve_handed_over(self._ae, self.address, evt_handlers=self._event_handlers(),
@@ -319,10 +339,13 @@ class Listener:
 
     def _accepted(self, event: evt.Event) -> None:
         self._on_association("accepted")
-        for context in event.assoc.rejected_contexts:
-            reason = _CONTEXT_RESULT.get(context.result, "context_rejected")
-            log.info("presentation context for %s refused (%s)", context.abstract_syntax, reason)
-            self._on_refusal(reason)
+        # Senders propose every class they might send (storescu: ~120): refusing the others
+        # is routine, so one DEBUG line per association and no refusal count.
+        refused = event.assoc.rejected_contexts
+        if refused and log.isEnabledFor(logging.DEBUG):
+            reasons = collections.Counter(_CONTEXT_RESULT.get(c.result, "context_rejected") for c in refused)
+            log.debug("association accepted with %d presentation context(s) refused: %s", len(refused),
+                      ", ".join(f"{count} {reason}" for reason, count in reasons.most_common()))
 
     def _rejected(self, _event: evt.Event) -> None:
         # pynetdicom rejects on its own only when the association limit is reached.

@@ -6,8 +6,11 @@ Shared by ``radtriage serve`` (which starts it) and each pool member process
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +21,11 @@ from dicom.listener import Listener, ListenerConfig, StoreHandler
 from dicom.netseam import ListenerPool
 from radtriage import metrics
 from radtriage.settings import Settings
+
+
+def _no_timing(_seconds: float) -> None:
+    pass
+
 
 # More members than this only add memory: by then the disk and database set the pace.
 MAX_AUTO_PROCESSES = 8
@@ -36,7 +44,8 @@ def listener_config(s: Settings) -> ListenerConfig:
         ae_title=s.ae_title, host=s.dicom_host, port=s.dicom_port,
         accepted_sop_classes=tuple(s.dicom_accepted_sop_classes.split(",")),
         allowed=parse_allowed(s.dicom_allowed_aes), allow_any=s.dicom_allow_any, ssl_context=tls,
-        max_associations=s.dicom_max_associations, acse_timeout=s.dicom_acse_timeout,
+        max_associations=s.dicom_max_associations, max_associations_per_host=s.dicom_max_associations_per_host,
+        acse_timeout=s.dicom_acse_timeout,
         dimse_timeout=s.dicom_dimse_timeout, network_timeout=s.dicom_network_timeout,
         plain_pynetdicom=s.dicom_plain_pynetdicom,
     )
@@ -55,12 +64,27 @@ def listener_processes(s: Settings) -> int:
 
 def build_listener(s: Settings, sessions: sessionmaker[Session]) -> Listener:
     """A listener serving in this process, counting into the metrics."""
-    handler = StoreHandler(data_dir=Path(s.data_dir).resolve(), sessions=sessions, observe=metrics.record_store)
+    handler = TimedStoreHandler(data_dir=Path(s.data_dir).resolve(), sessions=sessions, observe=metrics.record_store,
+                                observe_seconds=metrics.DICOM_STORE_SECONDS.observe)
     return Listener(
         listener_config(s), handler=handler,
         on_association=lambda result: metrics.DICOM_ASSOCIATIONS.labels(result=result).inc(),
         on_refusal=lambda reason: metrics.DICOM_REFUSALS.labels(reason=reason).inc(),
     )
+
+
+@dataclasses.dataclass
+class TimedStoreHandler(StoreHandler):
+    """The C-STORE handler that also reports how long each request took to answer (its latency)."""
+
+    observe_seconds: Callable[[float], None] = _no_timing
+
+    def __call__(self, event) -> int:
+        started = time.perf_counter()
+        try:
+            return super().__call__(event)
+        finally:
+            self.observe_seconds(time.perf_counter() - started)
 
 
 def build_for_serve(s: Settings, sessions: sessionmaker[Session], *, config_file: str | None) -> Listener | ListenerPool:

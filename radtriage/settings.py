@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     dicom_listener_processes: int = Field(0, ge=0, le=64, description="Listener processes sharing the DICOM port (each serves whole associations); 1: one process, threads only; 0: one per CPU core, at most 8")
     dicom_plain_pynetdicom: bool = Field(False, description="Serve DICOM with pynetdicom's own server and sockets, in one process: no receive fast path, no listener processes (a fallback should a pynetdicom upgrade break them)")
     dicom_max_associations: int = Field(16, ge=1, description="Concurrent DICOM associations; more are rejected as a transient local limit")
+    dicom_max_associations_per_host: int = Field(0, ge=0, description="Connections one calling host may hold open at once; more are closed as they arrive, so one host cannot take every slot (0: half of dicom_max_associations)")
     dicom_acse_timeout: float = Field(30.0, gt=0, description="Seconds to wait for an association request or release")
     dicom_dimse_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a DIMSE message (e.g. the rest of a C-STORE)")
     dicom_network_timeout: float = Field(60.0, gt=0, description="Seconds an association may stay silent before it is aborted")
@@ -95,6 +96,7 @@ class Settings(BaseSettings):
     # should raise the STAT step to about 720 or unset it.
     escalate_routine_after_minutes: float | None = Field(60.0, gt=0, description="A ROUTINE study waiting this long is shown as URGENT (unset: never); chosen by simulation to cap routine waits without turning the list STAT")
     escalate_urgent_after_minutes: float | None = Field(240.0, gt=0, description="An URGENT study (or an escalated one) waiting this much longer is shown as STAT (unset: never); long, so STAT stays for studies stuck for hours")
+    stat_read_limit_minutes: float = Field(30.0, gt=0, description="A STAT study unread for longer than this fires the RadtriageStatStudyUnread alert (exported as radtriage_read_limit_seconds)")
     claim_idle_minutes: float = Field(30.0, gt=0, description="A reader's claim on a study nobody acted on for this long is released")
     escalation_poll_seconds: float = Field(15.0, gt=0, description="How often waiting-time escalation and idle-claim expiry run")
     viewer_url_template: str | None = Field(None, description="Link from each study to the site's viewer, e.g. https://pacs/viewer?StudyInstanceUIDs={study_instance_uid}; placeholders {study_instance_uid} and {accession_number} (unset: no link)")
@@ -121,6 +123,7 @@ class Settings(BaseSettings):
     heads_dir: Path | None = Field(None, description="Folder of trained finding heads, <heads_dir>/<embedder>/<finding>.json (default: heads/ in the CXR Foundation folder)")
 
     log_level: str = Field("INFO", description="Python log level")
+    log_format: str = Field("text", pattern="^(text|json)$", description="Log lines as text, or as JSON objects (one per line, with the internal study_id where a line is about a study) for a log collector")
 
     @field_validator("ae_title")
     @classmethod

@@ -15,6 +15,7 @@ instance in flight, so the sender retries it and nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -27,8 +28,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from dicom.netseam.transport import HandedOverServer
+from dicom.peer_log import limit_per_peer
 
-log = logging.getLogger(__name__)
+log = limit_per_peer(logging.getLogger(__name__))
 
 
 class PoolConfig(Protocol):
@@ -37,6 +39,7 @@ class PoolConfig(Protocol):
     host: str
     port: int
     max_associations: int
+    per_host_limit: int
     ssl_context: ssl.SSLContext | None
 
     def check_exposure(self) -> None: ...
@@ -45,7 +48,7 @@ class PoolConfig(Protocol):
 class PoolMember(Protocol):
     """What a member process uses of its ``dicom.listener.Listener``."""
 
-    def handed_over_server(self, on_closed: Callable[[], None]) -> HandedOverServer: ...
+    def handed_over_server(self, on_closed: Callable[[str], None]) -> HandedOverServer: ...
 
     def refuse_next_from(self, address: tuple[str, int]) -> None: ...
 
@@ -53,6 +56,7 @@ class PoolMember(Protocol):
 
     def stop(self) -> None: ...
 
+# A member's messages: ready, and "closed <host>" when one of its connections is done.
 READY, CLOSED = b"ready", b"closed"
 
 
@@ -63,6 +67,7 @@ class _Member:
     channel: socket.socket | None = None
     ready: bool = False
     open: int = 0
+    hosts: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # open, by host
     served: int = 0
     restarts: int = 0
 
@@ -152,6 +157,7 @@ class ListenerPool:
             ours.close()
             raise
         member.channel, member.ready, member.open = ours, False, 0
+        member.hosts.clear()
         threading.Thread(target=self._watch, args=(member, ours, member.proc), name=f"dicom-member-{member.index}",
                          daemon=True).start()
 
@@ -169,12 +175,16 @@ class ListenerPool:
                 if message == READY:
                     member.ready = True
                     self._lock.notify_all()
-                elif message == CLOSED:
+                elif message.startswith(CLOSED):
                     member.open = max(0, member.open - 1)
+                    host = message[len(CLOSED) + 1:].decode(errors="replace")
+                    if member.hosts[host] > 0:
+                        member.hosts[host] -= 1
         code = proc.wait()
         channel.close()
         with self._lock:
             member.ready, member.open = False, 0
+            member.hosts.clear()
             self._lock.notify_all()
         # A member that ran a while is replaced at once; one failing at start backs off.
         delay = 0.0 if time.monotonic() - started > 60 else min(2.0 ** member.restarts, 30.0)
@@ -208,13 +218,21 @@ class ListenerPool:
                 self._hand_over(conn, address[:2])
 
     def _hand_over(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        host = str(address[0])
         with self._lock:
             ready = sorted((m for m in self._members if m.ready), key=lambda m: m.open)
             over_limit = sum(m.open for m in self._members) >= self.config.max_associations
+            from_host = sum(m.hosts[host] for m in self._members)
+        if self.config.per_host_limit and from_host >= self.config.per_host_limit:
+            # Closed at once: one host (a hung modality, a scanner) cannot hold every slot.
+            log.warning("DICOM connection from %s closed: that host holds %d already, the most one host may",
+                        host, from_host, extra={"peer": host})
+            return
         message = json.dumps({"address": list(address), "over_limit": over_limit}).encode()
         for member in ready:  # the least busy first; a dead or stuck one is passed over
             with self._lock:  # counted before it is sent: the member may report it closed at once
                 member.open += 1
+                member.hosts[host] += 1
             try:
                 # Never blocks: a member that stopped reading must not stall the accept loop.
                 socket.send_fds(member.channel, [message], [conn.fileno()], socket.MSG_DONTWAIT)
@@ -223,6 +241,7 @@ class ListenerPool:
                             type(exc).__name__)
                 with self._lock:
                     member.open = max(0, member.open - 1)
+                    member.hosts[host] -= 1
                 continue
             with self._lock:
                 member.served += 1
@@ -260,9 +279,9 @@ def serve_member(listener: PoolMember, channel: socket.socket, *, drain_seconds:
     Then the associations still open get up to ``drain_seconds`` to finish.
     """
 
-    def closed() -> None:
+    def closed(host: str) -> None:
         try:
-            channel.send(CLOSED)
+            channel.send(CLOSED + b" " + host.encode())
         except OSError:
             pass  # the parent is gone; nobody counts any more
 

@@ -13,8 +13,10 @@ from dicom.netseam.transport import BulkReadServer, HandedOverServer
 
 
 def serve_in_background(ae: AE, address: tuple[str, int], *, evt_handlers: list,
-                        ssl_context: ssl.SSLContext | None) -> BulkReadServer:
+                        ssl_context: ssl.SSLContext | None, per_host_limit: int = 0) -> BulkReadServer:
     """Bind ``address`` and serve it in a daemon thread, as ``AE.start_server(block=False)`` does.
+
+    ``per_host_limit`` (0: none) caps the connections one host may hold open at once.
 
     Raises
     ------
@@ -23,6 +25,7 @@ def serve_in_background(ae: AE, address: tuple[str, int], *, evt_handlers: list,
     """
     server = ae.make_server(address, evt_handlers=evt_handlers, ssl_context=ssl_context,
                             server_class=BulkReadServer)
+    server.per_host_limit = per_host_limit
     # As ``AE.start_server`` does: ``AE.shutdown`` stops the servers in this list, and a
     # server removes itself from it when it shuts down.
     ae._servers.append(server)

@@ -12,9 +12,12 @@ state machine, other PDUs, TLS) is pynetdicom's own; ``benchmarks/ingest.py`` me
 
 from __future__ import annotations
 
+import collections
 import logging
+import socket
 import sys
 import threading
+import time
 
 from pynetdicom import evt
 from pynetdicom.dul import DULServiceProvider
@@ -26,11 +29,23 @@ from pynetdicom.transport import (
     ThreadedAssociationServer,
 )
 
-log = logging.getLogger(__name__)
+from dicom.peer_log import limit_per_peer
+
+# A peer's protocol errors: one line each (``extra={"peer": address}``), rate-limited per address.
+log = limit_per_peer(logging.getLogger(__name__))
 
 
 class BulkReadSocket(AssociationSocket):
-    """An ``AssociationSocket`` whose ``recv`` fills one buffer of the requested length."""
+    """An ``AssociationSocket`` whose ``recv`` fills one buffer of the requested length.
+
+    Every read is bounded: ``deadline`` (a ``time.monotonic()`` value) is when the PDU being
+    read must have arrived whole, ``stall`` how long any one read may wait for a byte. Past
+    either, ``TimeoutError`` is raised (pynetdicom's own reads block until the peer closes,
+    so a peer that sent 3 bytes held its association slot for as long as it liked).
+    """
+
+    deadline: float | None = None
+    stall: float | None = None
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read ``nr_bytes`` (fewer only when the peer closes the connection first)."""
@@ -42,24 +57,45 @@ class BulkReadSocket(AssociationSocket):
         return buffer
 
     def recv_into_all(self, view: memoryview) -> int:
-        """Fill ``view``; returns the bytes received (fewer only when the peer closed first)."""
+        """Fill ``view``; returns the bytes received (fewer only when the peer closed first).
+
+        Raises
+        ------
+        TimeoutError
+            The bytes did not arrive within ``deadline`` or ``stall``.
+        """
         received, wanted = 0, len(view)
         while received < wanted:
+            self.socket.settimeout(self._wait())
             count = self.socket.recv_into(view[received:], wanted - received)
             if not count:
                 break
             received += count
         return received
 
+    def _wait(self) -> float | None:
+        if self.deadline is None:
+            return self.stall
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the PDU did not arrive in time")
+        return left if self.stall is None else min(left, self.stall)
 
-_P_DATA_TF = 0x04
+
+_A_ASSOCIATE_RQ, _P_DATA_TF, _A_ABORT = 0x01, 0x04, 0x07
 _P_DATA_TF_RECEIVED = "Evt10"  # PS3.8 9.2: the state machine's event for a received P-DATA-TF
-
-
 _PDU_TYPES = range(0x01, 0x08)  # A-ASSOCIATE-RQ .. A-ABORT (PS3.8 9.3.1)
-# Bytes allocated up front for a PDU body: an established association's data, and anything else.
-_PREALLOCATE_MAX = 64 * 1024 * 1024
+# States once an association is accepted (PS3.8 9.2.1): its peer passed the access policy.
+_ACCEPTED = frozenset({"Sta6", "Sta7", "Sta8", "Sta9", "Sta10", "Sta11", "Sta12"})
+# Before that nobody is checked: a larger PDU (an A-ASSOCIATE-RQ is a few hundred bytes; one
+# proposing every storage class with every syntax stays far below this) is refused unread.
+MAX_UNACCEPTED_PDU = 64 * 1024
+# Bytes allocated before they arrive, for any PDU but an accepted association's P-DATA-TF.
 _PREALLOCATE_UNTRUSTED = 64 * 1024
+# A-ABORT reasons (PS3.8 9.3.8): unexpected PDU, invalid PDU parameter value.
+_UNEXPECTED_PDU, _INVALID_PARAMETER = 0x02, 0x06
+# Seconds a pre-association read may take when no ACSE timeout is set.
+_DEFAULT_ACSE_SECONDS = 30.0
 
 
 class PDataViewDUL(DULServiceProvider):
@@ -67,58 +103,105 @@ class PDataViewDUL(DULServiceProvider):
 
     def _read_pdu_data(self) -> None:
         # As pynetdicom's own, except that the body is received into the PDU's buffer
-        # instead of being appended to its 6-byte header. The state machine events are the
-        # same: Evt17 for a connection closed mid-PDU, Evt19 for an unknown or invalid PDU.
+        # instead of being appended to its 6-byte header, every read is bounded in time, and
+        # a PDU is checked against what the peer may send before its body is read. The
+        # state machine events are the same: Evt17 for a connection closed mid-PDU, Evt19
+        # for an unknown or invalid PDU.
+        accepted = self.state_machine.current_state in _ACCEPTED
+        self._bound_reads(accepted)
         try:
             header = self.socket.recv(6)
         except OSError as exc:
-            log.warning("connection closed before a PDU header (%s)", type(exc).__name__)
-            self._connection_closed()
+            self._cut_off(None, "connection closed or stalled before a PDU header (%s)", type(exc).__name__)
             return
         if len(header) < 6:
             self._connection_closed()
             return
         pdu_type, length = header[0], int.from_bytes(header[2:6], "big")
         if pdu_type not in _PDU_TYPES:
-            log.warning("unknown PDU type 0x%02X received", pdu_type)
+            self._warn("unknown PDU type 0x%02X received", pdu_type)
             self.event_queue.put("Evt19")
             return
+        if not accepted and pdu_type not in (_A_ASSOCIATE_RQ, _A_ABORT):
+            self._cut_off(_UNEXPECTED_PDU, "PDU type 0x%02X before an association was accepted", pdu_type)
+            return
+        limit = self._largest_pdu(accepted)
+        if length > limit:
+            self._cut_off(_INVALID_PARAMETER, "PDU of %d bytes refused (%d allowed %s)", length, limit,
+                          "by the negotiated maximum" if accepted else "before an association is accepted")
+            return
         try:
-            pdu, received = self._receive_body(header, length)
+            pdu, received = self._receive_body(header, length, accepted)
         except OSError as exc:
-            log.warning("connection closed in the middle of a PDU (%s)", type(exc).__name__)
-            self._connection_closed()
+            self._cut_off(None, "connection closed or stalled in the middle of a PDU (%s)", type(exc).__name__)
             return
         if received < length:
-            log.warning("connection closed in the middle of a PDU (%d of %d bytes)", received, length)
+            self._warn("connection closed in the middle of a PDU (%d of %d bytes)", received, length)
             self._connection_closed()
             return
         try:
             decoded, event = self._decode_pdu(pdu)
-        except Exception as exc:
-            log.warning("invalid PDU received (%s)", type(exc).__name__)
+        except Exception as exc:  # whatever a malformed PDU makes pynetdicom's decoder raise
             self.event_queue.put("Evt19")
+            address = str(self.assoc.requestor.address)
+            log.warning("DICOM peer %s: invalid PDU received (%s)", address, type(exc).__name__, extra={"peer": address})
             return
         self.event_queue.put(event)
         self._recv_pdu.put(decoded)
 
+    def _bound_reads(self, accepted: bool) -> None:
+        """Before acceptance a whole PDU must arrive within the ACSE timeout; after it, no
+        read may wait longer than the network timeout."""
+        sock = self.socket
+        if accepted:
+            sock.deadline, sock.stall = None, self.assoc.network_timeout
+        else:
+            sock.deadline = time.monotonic() + (self.assoc.acse_timeout or _DEFAULT_ACSE_SECONDS)
+            sock.stall = None
+
+    def _largest_pdu(self, accepted: bool) -> int:
+        if not accepted:
+            return MAX_UNACCEPTED_PDU
+        # What we announced (PS3.8 D.1: the largest P-DATA-TF variable field we receive); 0 is unlimited.
+        return self.assoc.acceptor.maximum_length or sys.maxsize
+
+    def _warn(self, message: str, *args) -> None:
+        address = str(self.assoc.requestor.address)
+        log.warning("DICOM peer %s: " + message, address, *args, extra={"peer": address})
+
+    def _cut_off(self, abort_reason: int | None, message: str, *args) -> None:
+        """Log one line, send an A-ABORT when ``abort_reason`` is given, and close the connection now."""
+        self._warn(message, *args)
+        sock = self.socket.socket
+        if abort_reason is not None and sock is not None:
+            try:  # best effort, never waiting: the peer may not be reading
+                sock.send(bytes((_A_ABORT, 0, 0, 0, 0, 4, 0, 0, 0x02, abort_reason)), socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        self.socket.close()  # Evt17: the state machine ends the association
+        self._wake_acceptor()
+
     def _connection_closed(self) -> None:
         self.event_queue.put("Evt17")
+        self._wake_acceptor()
+
+    def _wake_acceptor(self) -> None:
         if self.state_machine.current_state == "Sta2":
             # Closed before asking for an association (a port probe, a failed TLS handshake):
             # the acceptor waiting for the A-ASSOCIATE-RQ gets its "nothing came" at once
             # instead of after the ACSE timeout, and with it the association limit's slot.
             self.to_user_queue.put(None)
 
-    def _receive_body(self, header: bytes, length: int) -> tuple[bytearray, int]:
+    def _receive_body(self, header: bytes, length: int, accepted: bool) -> tuple[bytearray, int]:
         """The PDU (header included) and how many body bytes arrived.
 
-        The announced length is only trusted as far as an established association's
-        P-DATA-TF goes, and then to ``_PREALLOCATE_MAX``: beyond that the buffer grows as
-        bytes actually arrive, so a 6-byte header cannot make us allocate gigabytes.
+        An accepted association's P-DATA-TF is received into one buffer of its announced
+        length (bounded by the negotiated maximum); any other PDU's buffer grows as its
+        bytes actually arrive, so a 6-byte header cannot make us allocate more than
+        ``_PREALLOCATE_UNTRUSTED``.
         """
-        established = header[0] == _P_DATA_TF and self.state_machine.current_state == "Sta6"
-        first = min(length, _PREALLOCATE_MAX if established else _PREALLOCATE_UNTRUSTED)
+        whole = header[0] == _P_DATA_TF and accepted
+        first = length if whole else min(length, _PREALLOCATE_UNTRUSTED)
         pdu = bytearray(6 + first)
         pdu[:6] = header
         with memoryview(pdu) as view:
@@ -173,10 +256,51 @@ class _BulkReadRequestHandler(RequestHandler):
 
 
 class BulkReadServer(ThreadedAssociationServer):
-    """``ThreadedAssociationServer`` whose associations use ``BulkReadSocket``."""
+    """``ThreadedAssociationServer`` whose associations use ``BulkReadSocket``.
+
+    ``per_host_limit`` (0: none) caps the connections one host may hold open at once, so a
+    hung modality or a scanner cannot take every association slot: a connection past it is
+    closed as soon as it is accepted, with one (rate-limited) log line.
+    """
+
+    # Connection threads wait for their association (below); they must not hold up a stop.
+    daemon_threads = True
+    block_on_close = False
+    per_host_limit = 0
 
     def __init__(self, *args, **kwargs) -> None:
+        self._hosts: collections.Counter[str] = collections.Counter()
+        self._hosts_lock = threading.Lock()
         super().__init__(*args, request_handler=_BulkReadRequestHandler, **kwargs)
+
+    def verify_request(self, request, client_address) -> bool:
+        host = str(client_address[0])
+        with self._hosts_lock:
+            admitted = not self.per_host_limit or self._hosts[host] < self.per_host_limit
+            if admitted:
+                self._hosts[host] += 1
+        if not admitted:
+            log.warning("DICOM connection from %s closed: that host holds %d already, the most one host may",
+                        host, self.per_host_limit, extra={"peer": host})
+        return admitted
+
+    def finish_request(self, request, client_address) -> None:
+        try:
+            assoc = self.RequestHandlerClass(request, client_address, self).assoc
+            if assoc is not None:
+                assoc.join()  # the host's connection is counted until its association ends
+        finally:
+            with self._hosts_lock:
+                host = str(client_address[0])
+                self._hosts[host] -= 1
+                if self._hosts[host] <= 0:
+                    del self._hosts[host]
+
+    def handle_error(self, request, client_address) -> None:
+        # socketserver's own prints a traceback: a peer's failure is one line.
+        exc = sys.exc_info()[1]
+        log.warning("DICOM connection from %s ended before an association (%s)", client_address[0],
+                    type(exc).__name__, extra={"peer": str(client_address[0])})
 
 
 class HandedOverServer(BulkReadServer):
@@ -187,9 +311,6 @@ class HandedOverServer(BulkReadServer):
     called with the address exactly once when that connection is done, however it ended.
     """
 
-    # Connection threads wait for their association; they must not hold up the member's exit.
-    daemon_threads = True
-    block_on_close = False
     on_closed = staticmethod(lambda _address: None)
 
     def server_bind(self) -> None:
@@ -232,6 +353,3 @@ class HandedOverServer(BulkReadServer):
             else:
                 self.closed(assoc)
 
-    def handle_error(self, request, client_address) -> None:
-        exc = sys.exc_info()[1]
-        log.warning("connection from %s ended before an association (%s)", client_address[0], type(exc).__name__)
