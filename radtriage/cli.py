@@ -41,19 +41,45 @@ def config(config_file: str | None, markdown: bool) -> None:
 @config_option
 def serve(config_file: str | None) -> None:
     """Run the daemon: DICOM listener, worklist API, metrics and a triage worker."""
+    _run_daemon(config_file, "serve")
+
+
+@main.command()
+@config_option
+@click.option("--metrics-port", type=int, default=9100, show_default=True,
+              help="Serve this process's Prometheus metrics on this port of http_host")
+def listen(config_file: str | None, metrics_port: int) -> None:
+    """Run the DICOM listener and the loops that move studies on (assembler, outbox relay, sweep,
+    escalation, exports), without the API or workers: production runs one, beside
+    `radtriage api` and `radtriage worker`. It migrates the database at start."""
+    _run_daemon(config_file, "listen", metrics_port=metrics_port)
+
+
+@main.command()
+@config_option
+def api(config_file: str | None) -> None:
+    """Run the HTTP API, the worklist page and /metrics (the worklist's gauges) on http_host:http_port,
+    without listener or workers (production: beside `radtriage listen`)."""
+    _run_daemon(config_file, "api")
+
+
+def _run_daemon(config_file: str | None, role: str, *, metrics_port: int | None = None) -> None:
     settings = load_cli_settings(config_file)
     from radtriage import logs
 
-    logs.configure(settings.log_level)
-    # Counters of the supervised worker land in this folder too. It is wiped before any
-    # worker starts, and must be set before prometheus_client is first imported.
-    metrics_dir = settings.data_dir.resolve() / "metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    from radtriage.serve import Daemon
+    logs.configure(settings.log_level, settings.log_format)
+    if role != "api":
+        # Counters of the listener members and the supervised worker land in this folder too.
+        # It is wiped before any of them starts, and must be set before prometheus_client is
+        # first imported. (`api` runs alone in its process: its own registry is enough.)
+        metrics_dir = settings.data_dir.resolve() / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from radtriage.serve import API, LISTEN, SERVE, Daemon
 
-    daemon = Daemon(settings, config_file=config_file)
+    parts = {"serve": SERVE, "listen": LISTEN, "api": API}[role]
+    daemon = Daemon(settings, config_file=config_file, parts=parts, metrics_port=metrics_port)
     try:
         daemon.start()
     except (OSError, ValueError) as exc:  # ValueError: unsafe exposure or unusable TLS files
@@ -71,7 +97,9 @@ def serve(config_file: str | None) -> None:
 @click.option("--concurrency", default=1, show_default=True, help="Processes for the prefork pool")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve this worker's Prometheus metrics on this port (when not supervised by serve)")
-def worker(config_file: str | None, queues: str, pool: str, concurrency: int, metrics_port: int | None) -> None:
+@click.option("--quiet", is_flag=True, help="No Celery banner or superuser warning (serve logs its own start)")
+def worker(config_file: str | None, queues: str, pool: str, concurrency: int, metrics_port: int | None,
+           quiet: bool) -> None:
     """Run a Celery worker for the triage or draft queue (production: one per host or GPU)."""
     settings = load_cli_settings(config_file)
     if metrics_port is not None:
@@ -88,15 +116,20 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
         start_http_server(metrics_port, addr="0.0.0.0", registry=registry)
     from radtriage import logs
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     from radtriage import metrics
     from radtriage.wiring import worker_config
+    from radtriage.worker_metrics import ModelGauges
     from worker import heartbeat
     from worker.tasks import WorkerContext, create_app, register
 
     config = worker_config(settings)
     app = create_app(config.broker)
-    register(app, WorkerContext(config), on_triage=metrics.record_triage_task, on_draft=metrics.record_draft_batch)
+    app.conf.worker_hijack_root_logger = False  # keep this process's log format (text or JSON)
+    context = WorkerContext(config)
+    models = ModelGauges(context, queues=queues.split(","), embedder=settings.embedder)
+    register(app, context, on_triage=models.after_triage(metrics.record_triage_task),
+             on_draft=models.after_draft(metrics.record_draft_batch))
     beats = heartbeat.start(config.database_url, queues=queues, lost_after=settings.worker_lost_seconds)
     if pool == "prefork":
         # Tasks run in the children: each beats under its own name, which its claims carry.
@@ -106,7 +139,20 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
             lambda **_: heartbeat.start(config.database_url, queues=queues, lost_after=settings.worker_lost_seconds),
             weak=False,
         )
+    if quiet:
+        import warnings
+
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    if os.environ.get(metrics.MULTIPROC_ENV) and pool == "prefork":
+        # A child's gauges leave the scrape with it (counters stay: they are totals).
+        from celery.signals import worker_process_shutdown
+        from prometheus_client import multiprocess
+
+        worker_process_shutdown.connect(lambda **_: multiprocess.mark_process_dead(os.getpid()), weak=False)
     app.worker_main([
+        *(["--quiet"] if quiet else []),
         "worker", "-Q", queues, "-P", pool, "-c", str(concurrency), "-l", settings.log_level,
         "-n", f"radtriage-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     # Ctrl-C reaches the whole process group; serve alone decides when members stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = load_settings(args.config)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     engine = make_engine(settings.effective_database_url)
     try:
         serve_member(build_listener(settings, make_session_factory(engine)), socket.socket(fileno=args.channel_fd))

@@ -1,4 +1,8 @@
-"""``radtriage serve``: listener, assembler, outbox relay, sweep, HTTP API and supervised workers."""
+"""``radtriage serve``: listener, assembler, outbox relay, sweep, HTTP API and supervised workers.
+
+The same ``Daemon`` runs the production processes with fewer parts: ``radtriage listen``
+(listener and loops, its /metrics on a port of its own) and ``radtriage api`` (HTTP API).
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,18 @@ from prometheus_client import multiprocess
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import heartbeats
-from db.outbox import count_pending
 from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.users import any_user
-from db.worklist import queue_depths, status_counts
 from dicom.access import is_loopback
 from dicom.errors import AccessConfigError
 from dicom.netseam import ListenerPool
-from radtriage import health, metrics
+from radtriage import gauges, health, metrics
 from radtriage.api import create_api
 from radtriage.auth import Authenticator, auth_config
 from radtriage.listening import build_for_serve
 from radtriage.settings import Settings, embedder_config
+from radtriage.stage_metrics import StageMetrics
 from radtriage.supervisor import WorkerSupervisor
 from radtriage.wiring import broker_config, export_config, sweep_config
 from scoring.backends import missing_for
@@ -59,11 +62,24 @@ def check_http_exposure(s: Settings, sessions: sessionmaker[Session] | None = No
     )
 
 
-class Daemon:
-    """Everything ``serve`` runs, started and stopped in order."""
+# The parts a process runs: the DICOM listener with the loops that move studies on
+# (assembler, relay, sweep, escalation, exports), the HTTP API, supervised workers.
+SERVE = frozenset({"listen", "api", "workers"})
+LISTEN = frozenset({"listen"})
+API = frozenset({"api"})
 
-    def __init__(self, settings: Settings, *, config_file: str | None = None) -> None:
+
+class Daemon:
+    """Everything ``serve`` runs (or the ``parts`` of it one process runs), started and stopped in order.
+
+    ``metrics_port``: serve /metrics on this port of ``http_host`` (a process without the API).
+    """
+
+    def __init__(self, settings: Settings, *, config_file: str | None = None, parts: frozenset[str] = SERVE,
+                 metrics_port: int | None = None) -> None:
         self.settings = settings
+        self.parts = parts
+        self._metrics_port = metrics_port
         self._config_file = config_file
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -91,6 +107,20 @@ class Daemon:
             log.warning("MedGemma drafts disabled (%s); triage is unaffected. See README 'Model weights'.",
                         self.drafts_unavailable)
 
+        if "listen" in self.parts:
+            self._start_flow()
+        if "workers" in self.parts and s.run_worker:
+            self._supervise("triage")
+            if not self.drafts_unavailable:
+                self._supervise("draft")
+        if "api" in self.parts:
+            self._start_api()
+        if self._metrics_port is not None:
+            self._serve_metrics(self._metrics_port)
+
+    def _start_flow(self) -> None:
+        """The listener and the loops that move studies on: one such process per deployment."""
+        s = self.settings
         self.listener = build_for_serve(s, self.sessions, config_file=self._config_file)
         self.listener.start()
 
@@ -113,12 +143,10 @@ class Daemon:
         if s.sr_destination:
             exporter = SrExporter(sessions=self.sessions, config=export_config(s), on_result=metrics.record_sr_export)
             self._every("sr-export", 1.0, exporter.run_once)
+        self._every("stage-metrics", 1.0, StageMetrics(reads=self.reads).run_once)
 
-        if s.run_worker:
-            self._supervise("triage")
-            if not self.drafts_unavailable:
-                self._supervise("draft")
-
+    def _start_api(self) -> None:
+        s = self.settings
         self.api = create_api(sessions=self.sessions, health=self.health, metrics=self.render_metrics,
                               auth=self.auth, data_dir=s.data_dir.resolve(),
                               viewer_url_template=s.viewer_url_template)
@@ -127,8 +155,17 @@ class Daemon:
         self._spawn("http", self._http.run)
         log.info("HTTP API on http://%s:%d", s.http_host, s.http_port)
 
+    def _serve_metrics(self, port: int) -> None:
+        """/metrics of a process without the API (``radtriage listen``), unauthenticated like a worker's."""
+        from prometheus_client import start_http_server
+
+        server, _thread = start_http_server(port, addr=self.settings.http_host, registry=_Rendered(self.render_metrics))
+        self._metrics_server = server
+        log.info("metrics on http://%s:%d/metrics", self.settings.http_host, port)
+
     def _supervise(self, queue: str) -> None:
-        argv = ["--queues", queue, "--pool", "solo"] + (["--config", self._config_file] if self._config_file else [])
+        argv = ["--queues", queue, "--pool", "solo", "--quiet"]
+        argv += ["--config", self._config_file] if self._config_file else []
         self.workers[queue] = WorkerSupervisor(argv, on_exit=self._worker_exited)
         self.workers[queue].start()
 
@@ -178,6 +215,8 @@ class Daemon:
             "drafts": lambda: ({"status": "disabled", "detail": self.drafts_unavailable}
                                if self.drafts_unavailable else {"status": "ok", "model": s.medgemma_model}),
         }
+        if "listen" not in self.parts:  # `radtriage api`: the listener and relay run in `radtriage listen`
+            del checks["dicom_listener"], checks["queue"]
         return health.report(checks)
 
     def _listener_check(self) -> dict:
@@ -197,16 +236,13 @@ class Daemon:
         return {"status": status, "alive_by_queue": alive, "supervised": supervised}
 
     def render_metrics(self) -> tuple[bytes, str]:
-        def read():
-            with self.reads() as session:
-                return {
-                    "radtriage_studies": ("Studies on the worklist by status", "status", status_counts(session)),
-                    "radtriage_queue_depth": ("Studies waiting for a worker, by queue", "queue", queue_depths(session)),
-                    "radtriage_outbox_pending": ("Outbox rows not yet handed to the broker", "",
-                                                 {"": count_pending(session)}),
-                }
-
-        return metrics.render([metrics.GaugeCollector(read)])
+        """This process's metrics; the worklist's gauges only where the API runs, so that split
+        processes do not export them twice."""
+        extra = [gauges.disk_gauges(self.settings.data_dir)]
+        if "api" in self.parts:
+            limit = self.settings.stat_read_limit_minutes
+            extra.append(gauges.database_gauges(self.reads, stat_read_limit_minutes=limit))
+        return metrics.render(extra)
 
     def wait(self) -> None:
         """Block until SIGINT/SIGTERM."""
@@ -217,9 +253,14 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
         log.info("shutting down")
-        self.api.state.context.events.close()  # open event streams end, or the server would wait on them
-        self._http.should_exit = True
-        self.listener.stop()
+        if "api" in self.parts:
+            self.api.state.context.events.close()  # open event streams end, or the server would wait on them
+        if "api" in self.parts:
+            self._http.should_exit = True
+        if "listen" in self.parts:
+            self.listener.stop()
+        if self._metrics_port is not None:
+            self._metrics_server.shutdown()
         for worker in self.workers.values():
             worker.stop()
         for thread in self._threads:
@@ -233,3 +274,16 @@ class Daemon:
             multiprocess.mark_process_dead(pid)
         with self.sessions() as session:
             heartbeats.forget(session, name=worker_name(pid))
+
+
+class _Rendered:
+    """A registry for prometheus_client's HTTP server that serves what ``render`` returns."""
+
+    def __init__(self, render: Callable[[], tuple[bytes, str]]) -> None:
+        self._render = render
+
+    def collect(self):
+        from prometheus_client.parser import text_string_to_metric_families
+
+        body, _content_type = self._render()
+        return text_string_to_metric_families(body.decode())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import re
@@ -23,7 +25,7 @@ COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILES = [DEPLOY / "Dockerfile", DEPLOY / "Dockerfile.gpu"]
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "radtriage.json"
-APP_SERVICES = ("radtriage", "worker-triage", "worker-draft")
+APP_SERVICES = ("radtriage", "api", "worker-triage", "worker-draft")
 
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 _SETTING_VAR = re.compile(r"\bRADTRIAGE_[A-Z0-9_]+\b")
@@ -62,11 +64,19 @@ def _setting_env_names() -> set[str]:
     return {f"RADTRIAGE_{name.upper()}" for name in Settings.model_fields}
 
 
+def _metric_modules() -> list:
+    """radtriage.metrics, and the deliveries' metrics where that module exists."""
+    modules = [metrics]
+    if importlib.util.find_spec("radtriage.metrics_deliveries") is not None:
+        modules.append(importlib.import_module("radtriage.metrics_deliveries"))
+    return modules
+
+
 def _code_metrics() -> dict[str, frozenset[str]]:
-    """Exposed sample name -> label names, from the counters and histograms in radtriage.metrics."""
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    """Exposed sample name -> label names, from the metrics objects the code defines."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: dict[str, frozenset[str]] = {}
-    for obj in vars(metrics).values():
+    for obj in [value for module in _metric_modules() for value in vars(module).values()]:
         if not isinstance(obj, MetricWrapperBase):
             continue
         labels = frozenset(obj._labelnames)
@@ -154,8 +164,25 @@ def test_compose_has_the_services_and_wiring_of_the_production_stack():
         volumes = services[name]["volumes"]
         assert "radtriage-data:/data" in volumes
         assert any(v.endswith(":/models:ro") for v in volumes), f"{name} must mount /models read-only"
-    ports = [str(p) for p in services["radtriage"]["ports"]]
-    assert any(p.endswith("11112:11112") for p in ports) and any(p.endswith("8080:8080") for p in ports)
+    assert any(str(p).endswith("11112:11112") for p in services["radtriage"]["ports"])
+    assert any(str(p).endswith("8080:8080") for p in services["api"]["ports"])
+    assert "healthcheck" in services["api"]
+
+
+def test_compose_runs_the_separate_processes_not_serve():
+    """Production: one listener, the API and workers, each its own process with its own /metrics."""
+    services = _compose()["services"]
+    assert services["radtriage"]["command"][0] == "listen" and "--metrics-port" in services["radtriage"]["command"]
+    assert services["api"]["command"] == ["api"]
+    for name in ("worker-triage", "worker-draft"):
+        assert services[name]["command"][0] == "worker" and "--metrics-port" in services[name]["command"]
+    assert not any(service.get("command", [None])[0] == "serve" for service in services.values())
+    # Prometheus scrapes each of them where the compose file serves its metrics.
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    targets = {job["job_name"]: [t for c in job.get("static_configs", []) for t in c["targets"]] for job in scrape}
+    listen_port = services["radtriage"]["command"][services["radtriage"]["command"].index("--metrics-port") + 1]
+    assert targets["radtriage-listener"] == [f"radtriage:{listen_port}"]
+    assert targets["radtriage"] == [f"api:{Settings.model_fields['http_port'].default}"]
 
 
 def test_compose_app_environments_build_valid_settings(monkeypatch):
@@ -173,11 +200,13 @@ def test_compose_app_environments_build_valid_settings(monkeypatch):
         assert settings.broker_url == "redis://redis:6379/0", name
         assert settings.effective_database_url.startswith("postgresql+psycopg://radtriage:"), name
         assert str(settings.data_dir) == "/data" and str(settings.cxr_foundation_dir).startswith("/models/"), name
-    serve_env = _service_env(services["radtriage"])
-    settings = Settings(**{k.removeprefix("RADTRIAGE_").lower(): v for k, v in serve_env.items()
+    listen_env = _service_env(services["radtriage"])
+    settings = Settings(**{k.removeprefix("RADTRIAGE_").lower(): v for k, v in listen_env.items()
                            if k.startswith("RADTRIAGE_")})
-    assert settings.run_worker is False, "workers run in their own containers"
     assert settings.dicom_host == "0.0.0.0" and settings.http_host == "0.0.0.0"
+    api_env = _service_env(services["api"])
+    assert Settings(**{k.removeprefix("RADTRIAGE_").lower(): v for k, v in api_env.items()
+                       if k.startswith("RADTRIAGE_")}).http_host == "0.0.0.0"
 
 
 def test_every_radtriage_variable_in_compose_and_dockerfiles_is_a_setting():

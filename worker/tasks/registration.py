@@ -9,6 +9,7 @@ from collections.abc import Callable
 from celery import Celery, Task
 
 from common import TASK_BACKOFF, Queue
+from common.log_context import about_study
 from db import triage as db_triage
 from worker.heartbeat import worker_name
 from worker.tasks.context import WorkerContext
@@ -41,10 +42,11 @@ def register(app: Celery, context: WorkerContext, *, on_triage: OnOutcome | None
     @app.task(name=Queue.TRIAGE.task_name, **options)
     def triage(self: Task, study_id: int, revision: int) -> str:
         started = time.perf_counter()
-        try:
-            outcome = run_triage(context, study_id, revision)
-        except Exception as exc:
-            outcome = _triage_failed(self, context, study_id, revision, exc)
+        with about_study(study_id):  # every log line of this task names the study (structured logs)
+            try:
+                outcome = run_triage(context, study_id, revision)
+            except Exception as exc:
+                outcome = _triage_failed(self, context, study_id, revision, exc)
         if on_triage:
             on_triage(outcome, time.perf_counter() - started)
         return outcome
