@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from common import ACCEPTED_SOP_CLASSES, Waits
+from radtriage.destinations import Destination, unique_names
 
 if TYPE_CHECKING:
     from scoring.backends import EmbedderConfig
@@ -82,6 +83,10 @@ class Settings(BaseSettings):
     sr_destination: str | None = Field(None, description="HOST:PORT of the PACS that receives draft reports as DICOM SR (unset: no export)")
     sr_destination_ae_title: str = Field("PACS", description="Called AE title of the SR destination")
     sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
+
+    # deliveries to the site's systems (radtriage.destinations; docs/integration.md)
+    destinations: list[Destination] = Field([], description="Where priority changes, escalations, results and drafts are delivered: a TOML array of tables [[destinations]] (kind hl7v2, fhir, webhook or dicom-sr; see docs/integration.md), or JSON in the environment")
+    delivery_backlog_alert_minutes: float = Field(15.0, gt=0, description="A destination whose oldest undelivered change is older than this fires the RadtriageDeliveryBacklog alert (exported as radtriage_delivery_backlog_limit_seconds)")
 
     # worklist
     # Chosen with `radtriage simulate` (README, Reading-room simulation): in a day room of
@@ -167,6 +172,11 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("must be HOST:PORT, e.g. pacs.hospital.local:104")
         return value
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destinations(cls, value: list) -> list:
+        return unique_names(value)
 
     @model_validator(mode="after")
     def _oidc_complete(self):
