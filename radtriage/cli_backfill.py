@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from radtriage import backfill_metrics
 from radtriage.cli_options import config_option, load_cli_settings, progress_bars
 
 
@@ -24,6 +25,7 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
     from worker.tasks import WorkerContext
 
     settings = load_cli_settings(config_file)
+    backfill_metrics.use_daemon_metrics(settings.data_dir)
     configure("WARNING")
     targets = list(paths)
     if list_file is not None:
@@ -36,7 +38,8 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
     # One bar per phase: count, percentage with rate, and time left.
     with progress_bars() as bars:
         try:
-            summary = runner.run(WorkerContext(worker_config(settings)), targets, dry_run=dry_run, progress=bars.track)
+            summary = runner.run(WorkerContext(worker_config(settings)), targets, dry_run=dry_run,
+                                 progress=backfill_metrics.counting(bars.track))
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
     _print(summary, dry_run)
