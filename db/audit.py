@@ -23,6 +23,8 @@ class AuditAction(StrEnum):
     EXPORT = "export"
     USER_ADD = "user_add"
     USER_DISABLE = "user_disable"
+    DELIVERY_RETRY = "delivery_retry"  # an admin sent a dead letter back to pending
+    DELIVERY_DROP = "delivery_drop"  # an admin dropped a dead letter for good
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.event_feed import database_reads
 from db.session import make_session_factory
-from radtriage import api_events, api_page, api_studies, api_worklist
+from radtriage import api_deliveries, api_events, api_page, api_studies, api_worklist
 from radtriage.api_deps import ApiContext
 from radtriage.api_feed import EventFeed
 from radtriage.api_models import Health
@@ -51,7 +51,7 @@ def create_api(
                   lifespan=lifespan)
     app.state.context = ApiContext(sessions=sessions, reads=reads, events=events, data_dir=data_dir,
                                    viewer_url_template=viewer_url_template)
-    for module in (api_worklist, api_studies, api_events):
+    for module in (api_worklist, api_studies, api_events, api_deliveries):
         app.include_router(module.routes(auth))
     app.include_router(api_page.routes())
 

@@ -35,6 +35,7 @@ async function api(path, options = {}) {
 
 function showSignIn(message) {
   stopStream();
+  clearInterval(deliveriesTimer);
   $("app").hidden = true; $("whoami").hidden = true; $("sign-in").hidden = false;
   $("sign-in-error").textContent = message || "";
   $("token").focus();
@@ -52,6 +53,7 @@ async function start() {
   $("user-role").textContent = state.me.role;
   await refresh();
   startStream();
+  startDeliveries();
 }
 
 // ---- worklist ---------------------------------------------------------------------------------
@@ -207,6 +209,56 @@ async function openDetail(uid) {
 
 function closeDetail() { state.detailUid = null; $("detail").hidden = true; }
 
+// ---- deliveries (admins only) -----------------------------------------------------------------
+// Each destination's state and the dead letters an admin may send again or drop (both audited).
+const DELIVERIES_EVERY_MS = 15000;
+let deliveriesTimer = null;
+
+function isAdmin() { return Boolean(state.me && state.me.role === "admin"); }
+
+function ago(iso) { return iso ? waited(iso) : "\u2014"; }
+
+async function refreshDeliveries() {
+  if (!isAdmin()) return;
+  try {
+    renderDeliveries(await (await api("/api/deliveries")).json());
+    $("deliveries-error").textContent = "";
+  } catch (err) { if (err.message !== "signed out") $("deliveries-error").textContent = err.message; }
+}
+
+function renderDeliveries(d) {
+  $("destinations").replaceChildren(...d.destinations.map((s) => el("tr", {},
+    el("td", { text: s.destination }), el("td", { class: s.state, text: s.state }), el("td", { text: String(s.backlog) }),
+    el("td", { text: ago(s.oldest_pending_at), title: s.oldest_pending_at || "" }), el("td", { text: String(s.sent) }),
+    el("td", { text: String(s.dead) }), el("td", { text: String(s.dropped) }),
+    el("td", { text: s.last_error ? s.last_error + " (" + ago(s.last_error_at) + " ago)" : "\u2014" }))));
+  $("dead-letters").replaceChildren(...d.dead_letters.map((letter) => {
+    const retry = el("button", { type: "button", "data-delivery": String(letter.id), "data-verb": "retry", text: "Retry" });
+    const drop = el("button", { type: "button", "data-delivery": String(letter.id), "data-verb": "drop", text: "Drop" });
+    return el("tr", {}, el("td", { text: String(letter.id) }), el("td", { text: letter.destination }), el("td", { text: letter.content }),
+      el("td", { text: "#" + letter.study_id + (letter.accession_number ? " \u00b7 " + letter.accession_number : "") }),
+      el("td", { text: String(letter.attempts) }), el("td", { text: letter.last_error || "\u2014" }),
+      el("td", { text: ago(letter.dead_since), title: letter.dead_since || "" }), el("td", { class: "actions" }, retry, " ", drop));
+  }));
+}
+
+async function actOnDelivery(id, verb) {
+  if (verb === "drop" && !window.confirm("Drop delivery " + id + "? It will never be sent.")) return;
+  try {
+    await api("/api/deliveries/" + encodeURIComponent(id) + "/" + verb, { method: "POST" });
+    $("deliveries-error").textContent = "";
+  } catch (err) { if (err.message !== "signed out") $("deliveries-error").textContent = err.message; }
+  await refreshDeliveries();
+}
+
+function startDeliveries() {
+  clearInterval(deliveriesTimer);
+  $("deliveries").hidden = !isAdmin();
+  if (!isAdmin()) return;
+  refreshDeliveries();
+  deliveriesTimer = setInterval(refreshDeliveries, DELIVERIES_EVERY_MS);
+}
+
 // ---- live updates -----------------------------------------------------------------------------
 // fetch streaming, not EventSource: EventSource cannot send the Authorization header, and a
 // token in the URL would land in proxy logs and browser history. We resume with Last-Event-ID.
@@ -282,6 +334,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("filters").addEventListener("input", (event) => { if (event.target.name === "q") { state.items = []; scheduleRefresh(); } });
   $("filters").addEventListener("submit", (event) => event.preventDefault());
   $("more").addEventListener("click", loadMore);
+  $("deliveries-refresh").addEventListener("click", refreshDeliveries);
+  $("dead-letters").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-delivery]");
+    if (button) actOnDelivery(button.dataset.delivery, button.dataset.verb);
+  });
   $("rows").addEventListener("click", (event) => {
     const row = event.target.closest("tr");
     if (!row) return;

@@ -1,0 +1,126 @@
+"""The operator's deliveries view: ``GET /api/deliveries`` shows each destination's state, backlog,
+oldest waiting delivery, last error and the dead letters, to admins only; an admin retries or
+drops a dead letter, and each action is in the audit trail. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from sqlalchemy import select
+
+from common import Priority
+from common.delivery import Content, DeliveryStatus
+from db.audit import AuditAction, entries_since
+from db.models import Delivery, Study, utcnow
+from tests.api_support import add_study, client, user
+
+_ids = itertools.count(1)
+
+
+def delivery(sessions, study_uid: str, destination: str, status: DeliveryStatus, *, created: dt.datetime,
+             content: Content = Content.PRIORITY, attempts: int = 0, attempted: dt.datetime | None = None,
+             error: str | None = None, sent: dt.datetime | None = None, closed: dt.datetime | None = None) -> int:
+    """One outbox row as the dispatcher leaves it."""
+    n = next(_ids)
+    with sessions.begin() as session:
+        study_id = session.scalar(select(Study.id).where(Study.study_instance_uid == study_uid))
+        row = Delivery(destination=destination, study_id=study_id, revision=1, seq=n, content=content.value,
+                       status=status.value, priority_rank=Priority.STAT.rank, payload={}, control_id=f"rt-{n:08d}",
+                       attempts=attempts, next_attempt_at=created, last_attempt_at=attempted, last_error=error,
+                       created_at=created, sent_at=sent, closed_at=closed)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_admins_see_each_destinations_state_backlog_last_error_and_dead_letters(sessions):
+    now = utcnow()
+    ago = lambda seconds: now - dt.timedelta(seconds=seconds)
+    uid = add_study(sessions, 1, Priority.ROUTINE, received=ago(900), ai=Priority.STAT, urgency=90.0,
+                    accession="ACC-77")
+    delivery(sessions, uid, "ris", DeliveryStatus.SENT, created=ago(700), attempted=ago(690), sent=ago(690))
+    delivery(sessions, uid, "ris", DeliveryStatus.PENDING, created=ago(600), attempts=3, attempted=ago(5),
+             error="OMI^O23: ACK AE")
+    delivery(sessions, uid, "ris", DeliveryStatus.PENDING, created=ago(60))
+    dead = delivery(sessions, uid, "ris", DeliveryStatus.DEAD, created=ago(500), content=Content.RESULT, attempts=1,
+                    attempted=ago(400), error="ORU^R01: ACK AR", closed=ago(400))
+    delivery(sessions, uid, "hook", DeliveryStatus.SENT, created=ago(300), attempted=ago(299), sent=ago(299))
+    delivery(sessions, uid, "fhir", DeliveryStatus.PENDING, created=ago(30))
+    admin, reader = user(sessions, "ada", "admin"), user(sessions, "rex")
+    api = client(sessions)
+
+    assert api.get("/api/deliveries").status_code == 401
+    assert api.get("/api/deliveries", headers=reader).status_code == 403
+    answer = api.get("/api/deliveries", headers=admin)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+
+    states = {d["destination"]: d for d in body["destinations"]}
+    assert list(states) == ["fhir", "hook", "ris"]
+    ris = states["ris"]
+    assert (ris["state"], ris["backlog"], ris["sent"], ris["dead"], ris["dropped"]) == ("failing", 2, 1, 1, 0)
+    assert dt.datetime.fromisoformat(ris["oldest_pending_at"]) == ago(600)
+    assert 600 <= ris["oldest_pending_seconds"] < 660
+    assert ris["last_error"] == "OMI^O23: ACK AE"  # the newest failure, not the older dead letter's
+    assert dt.datetime.fromisoformat(ris["last_error_at"]) == ago(5)
+    assert (states["hook"]["state"], states["hook"]["backlog"], states["hook"]["last_error"]) == ("ok", 0, None)
+    assert (states["fhir"]["state"], states["fhir"]["oldest_pending_seconds"] >= 30) == ("idle", True)
+
+    (letter,) = body["dead_letters"]
+    assert letter["id"] == dead and letter["destination"] == "ris" and letter["content"] == "result"
+    assert (letter["accession_number"], letter["attempts"], letter["last_error"]) == ("ACC-77", 1, "ORU^R01: ACK AR")
+
+
+def test_an_admin_retries_or_drops_a_dead_letter_and_both_are_audited(sessions):
+    now = utcnow()
+    uid = add_study(sessions, 2, Priority.ROUTINE, received=now, ai=Priority.URGENT)
+    first = delivery(sessions, uid, "ris", DeliveryStatus.DEAD, created=now, attempts=8, attempted=now,
+                     error="POST Task: HTTP 422", closed=now)
+    second = delivery(sessions, uid, "ris", DeliveryStatus.DEAD, created=now, attempts=8, closed=now)
+    sent = delivery(sessions, uid, "ris", DeliveryStatus.SENT, created=now, sent=now)
+    admin, reader = user(sessions, "ada", "admin"), user(sessions, "rex")
+    api = client(sessions)
+
+    assert api.post(f"/api/deliveries/{first}/retry", headers=reader).status_code == 403
+    retried = api.post(f"/api/deliveries/{first}/retry", headers=admin)
+    assert retried.status_code == 200, retried.text
+    assert retried.json() == {"id": first, "destination": "ris", "status": "pending", "attempts": 0}
+    dropped = api.post(f"/api/deliveries/{second}/drop", headers=admin)
+    assert dropped.json()["status"] == "dropped"
+
+    with sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery))}
+        study_id = session.scalar(select(Study.id).where(Study.study_instance_uid == uid))
+        audit = entries_since(session, since=now - dt.timedelta(minutes=1))
+    assert (rows[first].status, rows[first].attempts, rows[first].closed_at) == ("pending", 0, None)
+    assert rows[first].next_attempt_at is not None
+    assert (rows[second].status, rows[second].closed_at is not None) == ("dropped", True)
+    assert [(a.user, a.action, a.study_id, a.detail) for a in audit] == [
+        ("ada", AuditAction.DELIVERY_RETRY, study_id, f"delivery {first} to ris"),
+        ("ada", AuditAction.DELIVERY_DROP, study_id, f"delivery {second} to ris")]
+
+    # Only a dead letter can be acted on; nothing is audited for a refused action.
+    for target, verb in ((first, "drop"), (second, "retry"), (sent, "retry")):
+        refused = api.post(f"/api/deliveries/{target}/{verb}", headers=admin)
+        assert refused.status_code == 409 and "not a dead letter" in refused.json()["detail"]
+    assert api.post("/api/deliveries/999999/retry", headers=admin).status_code == 404
+    assert api.get("/api/deliveries", headers=admin).json()["dead_letters"] == []
+    with sessions() as session:
+        assert len(entries_since(session, since=now - dt.timedelta(minutes=1))) == 2
+
+
+def test_without_sign_in_the_open_api_shows_no_accession(sqlite_sessions):
+    now = utcnow()
+    uid = add_study(sqlite_sessions, 3, Priority.STAT, received=now, accession="ACC-99")
+    delivery(sqlite_sessions, uid, "ris", DeliveryStatus.DEAD, created=now, closed=now)
+    body = client(sqlite_sessions).get("/api/deliveries").json()  # nobody configured: open, on loopback
+    assert [(d["study_id"] > 0, d["accession_number"]) for d in body["dead_letters"]] == [(True, None)]
+
+
+def test_the_response_models_are_published(sqlite_sessions):
+    schema = client(sqlite_sessions).get("/openapi.json").json()
+    assert {"Deliveries", "DestinationState", "DeadLetter", "DeliveryChange"} <= set(schema["components"]["schemas"])
+    for verb in ("retry", "drop"):
+        operation = schema["paths"][f"/api/deliveries/{{delivery_id}}/{verb}"]["post"]
+        assert {"200", "404", "409"} <= set(operation["responses"])
