@@ -119,12 +119,28 @@ def _check_image_pixel_module(ds: Dataset, transfer_syntax: UID) -> None:
         values[keyword] = value
     if not _text(ds, "PhotometricInterpretation"):
         raise DatasetMismatch("Image Pixel module attribute PhotometricInterpretation is missing")
+    _check_pixel_values(ds, values)
     if not transfer_syntax.is_compressed:
         # Native pixel data has a known length; a shorter one is a truncated image.
         frames = _frames(ds)
         bits = values["Rows"] * values["Columns"] * values["SamplesPerPixel"] * values["BitsAllocated"] * frames
         if _value_length(ds, "PixelData") < (bits + 7) // 8:
             raise DatasetMismatch("Pixel Data is shorter than its Rows, Columns and Bits Allocated require")
+
+
+def _check_pixel_values(ds: Dataset, values: dict[str, int]) -> None:
+    """Values no image can have (PS3.3 C.7.6.3.1, PS3.5 8.1.1): such pixels cannot be read as
+    what the header says, so the instance does not match its SOP class (0xA900)."""
+    allocated = values["BitsAllocated"]
+    if allocated != 1 and allocated % 8:
+        raise DatasetMismatch("Bits Allocated is neither 1 nor a multiple of 8")
+    stored, high = ds.get("BitsStored"), ds.get("HighBit")
+    if isinstance(stored, int) and not 0 < stored <= allocated:
+        raise DatasetMismatch("Bits Stored is not within Bits Allocated")
+    if isinstance(high, int) and not 0 <= high < allocated:
+        raise DatasetMismatch("High Bit is not within Bits Allocated")
+    if values["SamplesPerPixel"] not in (1, 3, 4):
+        raise DatasetMismatch("Samples per Pixel is not 1, 3 or 4")
 
 
 def _value_length(ds: Dataset, keyword: str) -> int:

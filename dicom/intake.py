@@ -11,10 +11,7 @@ same image in another transfer syntax (``dicom.identity``); any other copy is a 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import os
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.ingest import IngestOutcome, InstanceHeader, Recorded, record_instance, remember_hashes, stored_copies
 from dicom.acceptance import identify, split_part10
 from dicom.identity import dataset_hash, image_hash_of_bytes, image_hash_of_file
-from dicom.storage import Parts, content_hash, remove_stored, store_bytes
+from dicom.storage import Parts, content_hash, content_lock, remove_stored, store_bytes
 
 __all__ = ["identify", "take_in"]
 
@@ -45,7 +42,7 @@ def take_in(raw: Parts, header: InstanceHeader, *, data_dir: Path, sessions: ses
     hash_ = content_hash(raw)
     # Identical bytes arriving on two associations (of any listener process) share one file:
     # while one of them may still remove it (its row failed), the other must not count on it.
-    with _content_lock(data_dir, hash_):
+    with content_lock(data_dir, hash_):
         stored = store_bytes(data_dir, raw, hash_=hash_)
         new = header.stored_as(path=stored.relative_path, content_hash=stored.content_hash,
                                size_bytes=stored.size_bytes, dataset_hash=identity, image_hash=image)
@@ -96,24 +93,3 @@ def _held_copy(head: bytes, body, identity: str, header: InstanceHeader, data_di
             if theirs == image:
                 return copy.study_id, image
     return None, image
-
-
-@contextlib.contextmanager
-def _content_lock(data_dir: Path, hash_: str):
-    """Hold the lock for files with this hash, across the listener's threads and processes.
-
-    One of 256 lock files, by the hash's first byte: an flock is per open file, so threads
-    and processes exclude each other alike, and a stripe shared by two different images only
-    makes one wait for the other's commit.
-    """
-    path = data_dir / "locks" / f"{hash_.partition(':')[2][:2]}.lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:  # the first instance ever: make the folder
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock

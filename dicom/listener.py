@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.valuerep import VR
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -98,6 +99,7 @@ class StoreHandler:
 
     def _store(self, event: evt.Event) -> tuple[int, str]:
         syntax, accepted = str(event.context.transfer_syntax), self.accepted_sop_classes
+        _check_encoding(event)
         try:
             new = identify(_header(event), syntax, accepted_sop_classes=accepted)
         except Exception:
@@ -114,6 +116,36 @@ class StoreHandler:
 # Values longer than this are not read while checking a dataset: Pixel Data stays in the
 # receive buffer, and only its length is looked at (``dicom.intake``).
 _DEFER_BYTES = 64 * 1024
+
+
+_VRS = frozenset(vr.value.encode() for vr in VR)
+
+
+def _check_encoding(event: evt.Event) -> None:
+    """Refuse a dataset whose bytes contradict the negotiated transfer syntax (0xC210).
+
+    pydicom reads such a dataset anyway (it switches VR mode on the fly), and it would be
+    stored labelled with a syntax it is not in, unreadable later. The first element tells:
+    its group read in the declared byte order is a small one (datasets begin with group
+    0x0008 or near it), and an explicit VR syntax has two VR letters after the tag, an
+    implicit one a length whose low bytes are not (a first element of 16 KiB or more
+    would be needed to look like letters).
+    """
+    syntax = event.context.transfer_syntax
+    if syntax.is_deflated:
+        return  # compressed on the wire: pydicom inflates it and reads it whole
+    with event.request.DataSet.getbuffer() as received:
+        head = bytes(received[:6])
+    if len(head) < 6:
+        return  # nothing to judge: identify refuses it
+    declared = int.from_bytes(head[:2], "little" if syntax.is_little_endian else "big")
+    swapped = int.from_bytes(head[:2], "big" if syntax.is_little_endian else "little")
+    if declared > 0xFF >= swapped:
+        raise InvalidDataset("the dataset's byte order contradicts its transfer syntax")
+    explicit = head[4:6] in _VRS
+    if explicit == syntax.is_implicit_VR:
+        raise InvalidDataset(f"the dataset is encoded with {'explicit' if explicit else 'implicit'} VR, "
+                             "contradicting its transfer syntax")
 
 
 def _header(event: evt.Event) -> Dataset:

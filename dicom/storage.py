@@ -9,7 +9,9 @@ are written past the page cache where the filesystem allows (``dicom.direct_writ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -107,3 +109,24 @@ def _unlink_quietly(path: str | Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+@contextlib.contextmanager
+def content_lock(data_dir: Path, hash_: str):
+    """Hold the lock for files with this hash, across the listener's threads and processes.
+
+    One of 256 lock files, by the hash's first byte: an flock is per open file, so threads
+    and processes exclude each other alike, and a stripe shared by two different images only
+    makes one wait for the other's commit.
+    """
+    path = data_dir / "locks" / f"{hash_.partition(':')[2][:2]}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # the first instance ever: make the folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -65,13 +65,18 @@ def _view_from_orientation(value) -> View | None:
     return None
 
 
+# Above this (0020,1208) is taken for garbage and ignored, as any unusable value is: no chest
+# X-ray study has that many instances, and the column is a 32-bit integer.
+MAX_EXPECTED_INSTANCES = 100_000
+
+
 def expected_instances(ds: Dataset) -> int | None:
-    """NumberOfStudyRelatedInstances (0020,1208) when present and a positive integer."""
+    """NumberOfStudyRelatedInstances (0020,1208) when present and a plausible positive integer."""
     try:
         value = int(str(ds.get("NumberOfStudyRelatedInstances", "") or "").strip())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return value if value > 0 else None
+    return value if 0 < value <= MAX_EXPECTED_INSTANCES else None
 
 
 def _text(value) -> str:

@@ -24,6 +24,7 @@ from db.users import any_user
 from dicom.access import is_loopback
 from dicom.errors import AccessConfigError
 from dicom.netseam import ListenerPool
+from dicom.orphans import remove_orphans
 from radtriage import gauges, health, metrics
 from radtriage.api import create_api
 from radtriage.auth import Authenticator, auth_config
@@ -121,6 +122,8 @@ class Daemon:
     def _start_flow(self) -> None:
         """The listener and the loops that move studies on: one such process per deployment."""
         s = self.settings
+        # Files a crash left stored but unrecorded, before the listener takes new ones.
+        remove_orphans(s.data_dir.resolve(), self.sessions, min_age=5.0)
         self.listener = build_for_serve(s, self.sessions, config_file=self._config_file)
         self.listener.start()
 

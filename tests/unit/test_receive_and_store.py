@@ -153,16 +153,16 @@ def test_files_with_the_same_hash_are_locked_across_processes(tmp_path):
     import sys
     import time
 
-    from dicom.intake import _content_lock
+    from dicom.storage import content_lock
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from dicom.intake import _content_lock\n"
-        "with _content_lock(Path(sys.argv[1]), 'blake3:ab12'):\n"
+        "import sys, time; from pathlib import Path; from dicom.storage import content_lock\n"
+        "with content_lock(Path(sys.argv[1]), 'blake3:ab12'):\n"
         "    print('held', flush=True); time.sleep(1.0)\n"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        with _content_lock(tmp_path, "blake3:ab99"):  # same stripe (first byte "ab")
+        with content_lock(tmp_path, "blake3:ab99"):  # same stripe (first byte "ab")
             waited = time.monotonic() - started
         assert waited > 0.5, "another process's lock was not waited for"
     finally:
