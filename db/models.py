@@ -165,6 +165,8 @@ class Instance(Base):
     image_hash: Mapped[str | None] = mapped_column(String(80))
     size_bytes: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When retention (db.retention) removed the stored file; the row stays for the study's record.
+    purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship(back_populates="instances")
 
@@ -277,6 +279,19 @@ class Delivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # dead or dropped
+
+
+class DeliveryDestination(Base):
+    """A configured destination as every process sees it: ``serve`` writes the settings' list
+    here at start, and whoever commits a change reads what each destination receives."""
+
+    __tablename__ = "delivery_destinations"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # a common.delivery.DestinationKind
+    receives: Mapped[list[str]] = mapped_column(JSON, default=list)  # common.delivery.Content values
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False: no longer in the settings
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class WorkerHeartbeat(Base):

@@ -88,7 +88,7 @@ def _score_study(ctx: WorkerContext, triager, study: db_triage.StudyForTriage):
         records.append(
             db_triage.ScoreRecord(
                 model=getattr(triager, "model_name", MODEL_NAME), instance_id=info.id,
-                findings=dict(scores.items()), embedding=embedding.to_bytes(),
+                findings=dict(scores.items()), embedding=embedding.to_bytes(compact=True),
                 criteria=ctx.policy.criteria(scores),
             )
         )
