@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import DraftStatus, EventStage, ExportStatus, Priority, StudyStatus
+from common.delivery import Content
+from db.deliveries import after_change
 from db.models import Draft, Event, Study, utcnow
 from db.scores import finding_scores
 from db.triage import InstanceInfo, instance_infos
@@ -75,13 +77,16 @@ def record_draft(session: Session, *, study_id: int, revision: int, draft: Draft
     """Store the draft (and, with ``export``, queue its SR for the PACS); False when stale.
 
     ``escalation`` is ``(priority, reasons)`` when the policy lets a draft raise the priority.
+    The deliveries it reports (the priority if it rose, the draft) are queued in the same transaction.
     """
     study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
     if study is None or study.revision != revision or study.draft_status != DraftStatus.DRAFTING:
         session.rollback()
         return False
-    session.add(Draft(study_id=study_id, revision=revision, **dataclasses.asdict(draft),
-                      sr_status=ExportStatus.PENDING if export else None))
+    stored = Draft(study_id=study_id, revision=revision, **dataclasses.asdict(draft),
+                   sr_status=ExportStatus.PENDING if export else None)
+    session.add(stored)
+    previous_rank = study.effective_rank
     if escalation is not None:
         raised = Priority.most_urgent(study.priority, escalation[0])
         if raised.value != study.priority:
@@ -89,6 +94,11 @@ def record_draft(session: Session, *, study_id: int, revision: int, draft: Draft
             study.reasons = list(study.reasons or []) + list(escalation[1])
     study.move_draft_to(DraftStatus.DRAFTED)
     session.add(Event(study_id=study_id, stage=EventStage.DRAFTED, detail=f"revision {revision}"))
+    session.flush()  # the draft's id names its SR, whichever destination sends it
+    after_change(session, study, previous_rank=previous_rank, rose=Content.PRIORITY, report=Content.DRAFT,
+                 draft={"id": stored.id, "findings": draft.findings, "impression": draft.impression,
+                        "model_id": draft.model_id, "model_version": draft.model_version,
+                        "prompt_version": draft.prompt_version, "disclaimer": draft.disclaimer})
     session.commit()
     return True
 

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import EventStage, Priority, Waits
+from common.delivery import Content
+from db.deliveries import after_change
 from db.models import Event, Study, utcnow
 
 
@@ -18,7 +20,8 @@ def escalate_due(session: Session, *, waits: Waits, now: dt.datetime | None = No
     one ESCALATED event per step (at most ``limit`` steps of each kind a call); how many steps.
 
     A study only ever moves from the class just below a boundary's, so a step is taken once:
-    the next round finds it already there.
+    the next round finds it already there. Each step queues one escalation delivery per
+    destination that receives escalations, in the same transaction.
     """
     now = now or utcnow()
     steps = 0
@@ -37,6 +40,7 @@ def escalate_due(session: Session, *, waits: Waits, now: dt.datetime | None = No
                 study.effective_rank, study.escalated_from = higher.rank, priority.value
                 session.add(Event(study_id=study.id, stage=EventStage.ESCALATED, created_at=now,
                                   detail=f"waited {_duration(boundary)}, {Priority.of_rank(below)} → {higher}"))
+                after_change(session, study, previous_rank=below, rose=Content.ESCALATION, now=now)
             session.flush()  # the next boundary's query sees this step
             steps += len(due)
     session.commit()

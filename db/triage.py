@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import DraftStatus, EventStage, Priority, Queue, StudyStatus
+from common.delivery import Content
+from db.deliveries import after_change
 from db.models import Event, OutboxMessage, Score, Study, utcnow
 
 
@@ -117,12 +119,14 @@ def record_result(
 ) -> bool:
     """Commit a triage result; returns False (writing nothing) when the revision is stale.
 
-    With ``draft`` the study is queued for a MedGemma draft in the same transaction.
+    With ``draft`` the study is queued for a MedGemma draft in the same transaction; so are
+    the deliveries it reports (the priority if it rose, the result) to each destination.
     """
     study = _locked(session, study_id, revision, StudyStatus.TRIAGING)
     if study is None:
         return False
     now = now or utcnow()
+    previous_rank = study.effective_rank
     # The order is the floor whatever the caller computed.
     final = study.set_priority(Priority.most_urgent(study.ordered_priority, priority))
     study.urgency_score = urgency_score
@@ -147,6 +151,7 @@ def record_result(
     else:
         study.move_draft_to(DraftStatus.DISABLED, now)
     session.add(Event(study_id=study.id, stage=EventStage.TRIAGED, detail=f"revision {revision}, {final.value}"))
+    after_change(session, study, previous_rank=previous_rank, rose=Content.PRIORITY, report=Content.RESULT, now=now)
     session.commit()
     return True
 

@@ -38,9 +38,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_deliveries_study_id", "deliveries", ["study_id"])
     op.create_index("ix_deliveries_due", "deliveries", ["destination", "status", "next_attempt_at"])
+    op.create_table(
+        "delivery_destinations",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("receives", sa.JSON(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("delivery_destinations")
     op.drop_index("ix_deliveries_due", table_name="deliveries")
     op.drop_index("ix_deliveries_study_id", table_name="deliveries")
     op.drop_table("deliveries")
