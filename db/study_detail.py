@@ -40,8 +40,9 @@ class StudyDetail:
     findings: tuple[FindingScore, ...]
     reasons: tuple[str, ...]
     draft: DraftView | None
-    instances: tuple[InstanceRow, ...]
+    instances: tuple[InstanceRow, ...]  # one per SOP instance: its newest revision
     history: tuple[HistoryEvent, ...]  # oldest first
+    revisions: tuple[InstanceRow, ...] = ()  # earlier revisions of those instances, replaced by a newer one
 
 
 def study_detail(session: Session, *, study_uid: str) -> StudyDetail | None:
@@ -54,13 +55,16 @@ def study_detail(session: Session, *, study_uid: str) -> StudyDetail | None:
     ).first()
     findings = finding_scores(session, [study]).get(study.id, ())
     row = _row(study, study.effective_rank, None if draft is None else DraftView.of(draft), findings)
-    instances = tuple(
+    rows = [
         InstanceRow(i.sop_instance_uid, i.series_instance_uid, i.sop_class_uid, i.modality, i.view_position, i.view,
                     i.path, as_utc(i.received_at))
         for i in session.scalars(select(Instance).where(Instance.study_id == study.id).order_by(Instance.id))
-    )
+    ]
+    newest = {row.sop_instance_uid: row for row in rows}  # in arrival order: the last copy wins
+    instances = tuple(row for row in rows if newest[row.sop_instance_uid] is row)
+    revisions = tuple(row for row in rows if newest[row.sop_instance_uid] is not row)
     history = tuple(
         HistoryEvent(e.stage, e.detail, as_utc(e.created_at))
         for e in session.scalars(select(Event).where(Event.study_id == study.id).order_by(Event.created_at, Event.id))
     )
-    return StudyDetail(row, findings, row.reasons, row.draft, instances, history)
+    return StudyDetail(row, findings, row.reasons, row.draft, instances, history, revisions)

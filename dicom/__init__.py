@@ -5,6 +5,6 @@ pynetdicom's internals are used only behind ``dicom.netseam``.
 """
 
 __all__ = [
-    "acceptance", "access", "errors", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
+    "acceptance", "access", "errors", "identity", "intake", "listener", "netseam", "order", "pixels", "render", "scu",
     "selection", "sr", "status", "storage", "views",
 ]

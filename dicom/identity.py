@@ -29,16 +29,18 @@ __all__ = ["dataset_hash", "image_hash", "image_hash_of_bytes", "image_hash_of_f
 
 # Attributes whose value follows from the encoding, not the image: pixel data in any form,
 # the offset tables of encapsulated frames, the planar layout, and trailing padding.
-# Photometric Interpretation is left out too: a JPEG codec may re-label RGB as YBR; the
-# decoded pixels (converted to RGB by pydicom) decide. Derivation Description is where
-# DCMTK's codecs (and PACS built on them) note a compression they applied.
+# Derivation Description is where DCMTK's codecs (and PACS built on them) note a
+# compression they applied.
 _ENCODING_DEPENDENT = frozenset({
     0x00082111,  # Derivation Description
     0x7FE00001, 0x7FE00002, 0x7FE00008, 0x7FE00009, 0x7FE00010,  # offset tables, (float) pixel data
     0x00280006,  # Planar Configuration
-    0x00280004,  # Photometric Interpretation
     0xFFFCFFFC,  # Data Set Trailing Padding
 })
+_PHOTOMETRIC = 0x00280004
+# A JPEG codec may re-label RGB as one of the YBR colour spaces (pydicom decodes them to RGB,
+# so the pixels decide); MONOCHROME1 against MONOCHROME2 is a different image.
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 
 
 def dataset_hash(body: bytes | memoryview) -> str:
@@ -107,5 +109,8 @@ def _hash_element(digest, element: DataElement) -> None:
     elif isinstance(value, (bytes, bytearray)):
         digest.update(bytes(value).rstrip(b"\x00 "))
     else:
-        digest.update(str(value if value is not None else "").strip().encode("utf-8", "surrogateescape"))
+        text = str(value if value is not None else "").strip()
+        if int(element.tag) == _PHOTOMETRIC and text.upper() in _COLOUR:
+            text = "RGB"
+        digest.update(text.encode("utf-8", "surrogateescape"))
     digest.update(b"\x00")

@@ -69,7 +69,7 @@ class WorklistItem(_Response):
     findings: list[FindingChip] = Field(description="the AI's finding scores, highest first")
     reasons: list[str] = Field(description="why the priority is what it is")
     revision: int = Field(description="grows when a late image reopens the study")
-    instances: int
+    instances: int = Field(description="distinct SOP instances received (a revision or duplicate counts once)")
     received_at: UtcTime = Field(description="when the first image arrived: the wait counts from here")
     completed_at: UtcTime | None
     triaged_at: UtcTime | None
@@ -145,7 +145,11 @@ class StudyDetail(_Response):
     findings: list[FindingScore]
     reasons: list[str]
     draft: Draft | None
-    instances: list[InstanceInfo]
+    instances: list[InstanceInfo] = Field(description="one per SOP instance (its newest revision)")
+    revisions: list[InstanceInfo] = Field(
+        default_factory=list,
+        description="earlier revisions of these SOP instances (a changed image sent again), oldest first; "
+                    "duplicates (the same image again, in any transfer syntax) are not kept")
     history: list[HistoryEntry] = Field(description="oldest first")
 
 

@@ -60,6 +60,7 @@ def routes(auth: Authenticator) -> APIRouter:
             reasons=list(found.reasons),
             draft=None if found.draft is None else Draft.model_validate(found.draft),
             instances=[InstanceInfo.model_validate(i) for i in found.instances],
+            revisions=[InstanceInfo.model_validate(i) for i in found.revisions],
             history=[HistoryEntry.model_validate(h) for h in found.history],
         )
 

@@ -15,8 +15,11 @@ from radtriage.cli_options import config_option, load_cli_settings, progress_bar
 @click.option("--from-list", "list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A text file with one path per line (added to PATHS)")
 @click.option("--dry-run", is_flag=True, help="Only read and classify the files; store and triage nothing")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write every skipped or failed file, with why, to this tab-separated file (path, outcome, reason)")
 @config_option
-def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, config_file: str | None) -> None:
+def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, report_file: Path | None,
+             config_file: str | None) -> None:
     """Triage existing DICOM files as if the PACS had pushed them (resumable)."""
     from db.session import make_engine, migrate
     from radtriage.logs import configure
@@ -43,6 +46,19 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, con
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
     _print(summary, dry_run)
+    if report_file is not None:
+        _write_report(report_file, summary.problems)
+        click.echo(f"report: {len(summary.problems)} file(s) skipped or failed, in {report_file}")
+
+
+def _write_report(path: Path, problems: list[tuple[str, str, str]]) -> None:
+    """A TSV a spreadsheet opens: one line per file, reasons without tabs or line breaks."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(("path", "outcome", "reason"))
+        writer.writerows((file, outcome, " ".join(reason.split())) for file, outcome, reason in problems)
 
 
 def _print(summary, dry_run: bool) -> None:
