@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.event_feed import database_reads
 from db.session import make_session_factory
-from radtriage import api_deliveries, api_events, api_page, api_studies, api_worklist
+from radtriage import api_deliveries, api_docs, api_events, api_page, api_studies, api_worklist
 from radtriage.api_deps import ApiContext
 from radtriage.api_feed import EventFeed
 from radtriage.api_models import Health
@@ -48,12 +48,13 @@ def create_api(
         events.close()  # open event streams end, so the server can stop
 
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = ApiContext(sessions=sessions, reads=reads, events=events, data_dir=data_dir,
                                    viewer_url_template=viewer_url_template)
     for module in (api_worklist, api_studies, api_events, api_deliveries):
         app.include_router(module.routes(auth))
     app.include_router(api_page.routes())
+    app.include_router(api_docs.routes(app.openapi, auth))  # /docs offline, the schema behind sign-in
 
     @app.get("/healthz", responses={503: {"model": Health, "description": "The database is down"}})
     def get_health(response: Response) -> Health:

@@ -19,6 +19,7 @@ from common.log_context import CURRENT_STUDY
 # The code writes a study's internal id as "study #12" or "3 study(ies) complete: #12, #13".
 _STUDY_REFERENCE = re.compile(r"\bstud(?:y|ies|y\(ies\))\b")
 _ID = re.compile(r"#(\d+)")
+_FIRST_INT = re.compile(r"\d+")
 _TEXT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 
@@ -32,6 +33,12 @@ class StudyIds(logging.Filter):
         current = CURRENT_STUDY.get()
         if current is not None:
             record.study_id = current
+            return True
+        task = getattr(record, "data", None)  # Celery's task lines: args are (study id, revision)
+        if isinstance(task, dict) and str(task.get("name", "")).startswith("radtriage.") and task.get("args"):
+            found = _FIRST_INT.search(str(task["args"]))
+            if found:
+                record.study_id = int(found.group())
             return True
         message = record.getMessage()
         if _STUDY_REFERENCE.search(message):

@@ -23,7 +23,7 @@ from tests.integration.auth_support import api_client, bearer
 TOKEN = re.compile(r"^rt_[A-Za-z0-9_-]{43}$")
 # Open on purpose: the health probe, and the page shell with its assets, which hold no data
 # (a browser cannot send a bearer on navigation; the page signs in before calling /api/*).
-UNPROTECTED = {"/healthz", "/", "/static/{name}"}
+UNPROTECTED = {"/healthz", "/", "/static/{name}", "/docs", "/docs/assets/{name}"}
 
 
 @pytest.fixture
