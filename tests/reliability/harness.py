@@ -85,3 +85,72 @@ def report(request: pytest.FixtureRequest, **figures) -> None:
 
 def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# --- Raw DICOM upper layer (PS3.8 9.3), for peers no real SCU would be ---------------------------
+
+VERIFICATION = "1.2.840.10008.1.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+RELEASE_RQ = bytes((0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0))
+
+
+def _item(kind: int, value: bytes) -> bytes:
+    return bytes((kind, 0)) + len(value).to_bytes(2, "big") + value
+
+
+def associate_rq(called: str = "RADTRIAGE", calling: str = "RAWPEER", abstract: str = VERIFICATION,
+                 max_pdu: int = 16384) -> bytes:
+    """An A-ASSOCIATE-RQ proposing one presentation context (``abstract`` in Implicit VR LE)."""
+    context = bytes((1, 0, 0, 0)) + _item(0x30, abstract.encode()) + _item(0x40, IMPLICIT_LE.encode())
+    user = _item(0x51, max_pdu.to_bytes(4, "big")) + _item(0x52, b"1.2.826.0.1.3680043.9.7433.9")
+    body = (b"\x00\x01\x00\x00" + called.encode().ljust(16) + calling.encode().ljust(16) + bytes(32)
+            + _item(0x10, _APPLICATION_CONTEXT.encode()) + _item(0x20, context) + _item(0x50, user))
+    return bytes((0x01, 0)) + len(body).to_bytes(4, "big") + body
+
+
+def read_pdu_type(sock, timeout: float = 10.0) -> int | None:
+    """The type of the next PDU the peer sends (its body is read and dropped); None when it closed."""
+    sock.settimeout(timeout)
+    header = _read(sock, 6)
+    if len(header) < 6:
+        return None
+    _read(sock, int.from_bytes(header[2:6], "big"))
+    return header[0]
+
+
+def _read(sock, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(min(count - len(data), 1 << 16))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed_by_peer(sock, within: float) -> bool:
+    """Whether the listener closed (or reset) ``sock`` within ``within`` seconds; anything it sends is read."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            if not sock.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+    return False
+
+
+def listener_pids(serve_pid: int) -> list[int]:
+    """The accepting ``serve`` process and its listener member processes."""
+    found = [serve_pid]
+    for pid in process_tree(serve_pid)[1:]:
+        try:
+            if b"listener_member" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
