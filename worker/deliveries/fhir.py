@@ -29,9 +29,9 @@ from pydantic import ValidationError
 from common import DISCLAIMER, Priority
 from common.delivery import Content
 from worker.deliveries.http_client import (
+    HttpSender,
     check_priority_map,
     error_outcome,
-    make_client,
     reply_text,
     status_outcome,
 )
@@ -121,30 +121,19 @@ class _Refused(Exception):
     """A delivery the peer or its data cannot take, ever: the message is the outcome's detail (no PHI)."""
 
 
-class FhirSender:
+class FhirSender(HttpSender):
     """Sends notices to one FHIR server; one HTTP client (connection pool) per sender.
 
     Never raises for the network or the peer: every problem is an :class:`Outcome`.
     """
 
     def __init__(self, config: FhirConfig, *, client: httpx.Client | None = None) -> None:
+        headers = {"Accept": _FHIR_JSON}
+        if config.bearer_token:
+            headers["Authorization"] = f"Bearer {config.bearer_token}"
+        super().__init__(timeout=config.timeout, ca_bundle=config.ca_bundle, client_cert=config.client_cert,
+                         client_key=config.client_key, headers=headers, client=client)
         self.config = config
-        self._client = client
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            headers = {"Accept": _FHIR_JSON}
-            if self.config.bearer_token:
-                headers["Authorization"] = f"Bearer {self.config.bearer_token}"
-            self._client = make_client(timeout=self.config.timeout, ca_bundle=self.config.ca_bundle,
-                                       client_cert=self.config.client_cert, client_key=self.config.client_key,
-                                       headers=headers)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def send(self, notice: Notice) -> Outcome:
         what = "FHIR"

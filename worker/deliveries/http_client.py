@@ -19,8 +19,8 @@ from common import Priority
 from worker.deliveries.notice import Outcome
 
 __all__ = [
-    "REPLY_CHARACTERS", "RETRIED_STATUSES", "check_priority_map", "error_outcome", "make_client", "reply_text",
-    "status_outcome",
+    "REPLY_CHARACTERS", "RETRIED_STATUSES", "HttpSender", "check_priority_map", "error_outcome", "make_client",
+    "reply_text", "status_outcome",
 ]
 
 # Conflicts and throttling pass; so does anything the server says went wrong on its side (5xx).
@@ -43,6 +43,27 @@ def make_client(*, timeout: float, ca_bundle: str | None = None, client_cert: st
         context.load_cert_chain(client_cert, client_key)
     # No redirects: a delivery goes where it is configured to, or is refused and shown.
     return httpx.Client(timeout=timeout, verify=context, headers=dict(headers or {}), follow_redirects=False)
+
+
+class HttpSender:
+    """What the HTTP senders share: their client, opened at the first send and kept (its
+    connection pool) until :meth:`close`."""
+
+    def __init__(self, *, timeout: float, ca_bundle: str | None, client_cert: str | None, client_key: str | None,
+                 headers: Mapping[str, str], client: httpx.Client | None = None) -> None:
+        self._client = client
+        self._options = {"timeout": timeout, "ca_bundle": ca_bundle, "client_cert": client_cert,
+                         "client_key": client_key, "headers": headers}
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = make_client(**self._options)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def reply_text(response: httpx.Response) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from common import DISCLAIMER, Priority
-from worker.deliveries.http_client import check_priority_map, error_outcome, make_client, status_outcome
+from worker.deliveries.http_client import HttpSender, check_priority_map, error_outcome, status_outcome
 from worker.deliveries.notice import Notice, Outcome
 
 __all__ = ["DELIVERY_HEADER", "SCHEMA", "SIGNATURE_HEADER", "WebhookConfig", "WebhookSender", "payload", "sign"]
@@ -134,26 +134,15 @@ def payload(notice: Notice, config: WebhookConfig) -> dict[str, Any]:
     }
 
 
-class WebhookSender:
+class WebhookSender(HttpSender):
     """POSTs notices to one webhook; never raises for the network or the peer."""
 
     def __init__(self, config: WebhookConfig, *, client: httpx.Client | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(timeout=config.timeout, ca_bundle=config.ca_bundle, client_cert=config.client_cert,
+                         client_key=config.client_key, headers=config.headers, client=client)
         self.config = config
-        self._client = client
         self._clock = clock
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = make_client(timeout=self.config.timeout, ca_bundle=self.config.ca_bundle,
-                                       client_cert=self.config.client_cert, client_key=self.config.client_key,
-                                       headers=self.config.headers)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def send(self, notice: Notice) -> Outcome:
         body = json.dumps(payload(notice, self.config), separators=(",", ":"), ensure_ascii=False).encode()
