@@ -67,24 +67,6 @@ VARIANTS: dict[str, tuple[Callable, Callable]] = {
 # --------------------------------------------------------------------------- studies
 
 
-def chest_dx(rows: int, cols: int, *, seed: int, view: str, study_uid: str | None = None) -> pydicom.Dataset:
-    """A 12-bit DX with smooth, radiograph-like structure plus noise (pure noise would not
-    compress like a radiograph), RescaleSlope/Intercept and a VOI window, as DX headers carry."""
-    from tests.factories import radiograph
-
-    ds = radiograph(view=view, seed=seed, size=8, study_uid=study_uid)
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    body = np.exp(-(((x - cols / 2) / (0.38 * cols)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2))
-    ribs = 0.15 * np.sin(y / (rows / 40) + rng.uniform(0, 6))
-    image = 300 + 3200 * body * (1 + ribs) + rng.normal(0, 25, (rows, cols))
-    ds.Rows, ds.Columns = rows, cols
-    ds.PixelData = np.clip(image, 0, 4095).astype(np.uint16).tobytes()
-    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "US"
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    return ds
-
-
 class StepClock:
     """CPU seconds (all threads of this process) per step, for one study at a time."""
 
@@ -137,6 +119,7 @@ def bench_steps(sizes: list[tuple[int, int]], repeat: int) -> dict:
         import transformers  # noqa: F401
     except ImportError:
         sys.exit("tensorflow/transformers not installed: pip install 'radtriage[ml]'")
+    from tests.factories import chest_radiograph
     from tests.integration.worker_support import complete_all, ingest, worker_context
     from tests.standins import build_cxr_foundation_standin
     from worker.tasks.triage import run_triage
@@ -150,8 +133,8 @@ def bench_steps(sizes: list[tuple[int, int]], repeat: int) -> dict:
         for rows, cols in sizes:
             studies = []
             for i in range(2 * repeat + 2):  # +2: one warm-up study per variant
-                pa = chest_dx(rows, cols, seed=2 * i, view="PA")
-                lateral = chest_dx(rows, cols, seed=2 * i + 1, view="LL", study_uid=str(pa.StudyInstanceUID))
+                pa = chest_radiograph(rows, cols, seed=2 * i, view="PA")
+                lateral = chest_radiograph(rows, cols, seed=2 * i + 1, view="LL", study_uid=str(pa.StudyInstanceUID))
                 studies.append(ingest(ctx, pa).study_id)
                 ingest(ctx, lateral)
             complete_all(ctx)

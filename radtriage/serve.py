@@ -7,6 +7,7 @@ The same ``Daemon`` runs the production processes with fewer parts: ``radtriage 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import signal
@@ -35,8 +36,9 @@ from radtriage.supervisor import WorkerSupervisor
 from radtriage.wiring import broker_config, export_config, sweep_config
 from scoring.backends import missing_for
 from worker.heartbeat import worker_name
-from worker.loops import Assembler, EscalationLoop, OutboxRelay, SrExporter, Sweep
-from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing, where
+from worker.loops import Assembler, BrokerWatch, EscalationLoop, OutboxRelay, SrExporter, Sweep
+from worker.loops.periodic import Wakeup, run_every
+from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +129,19 @@ class Daemon:
         self.listener = build_for_serve(s, self.sessions, config_file=self._config_file)
         self.listener.start()
 
+        relay_wakeup = Wakeup()  # the assembler hands completed studies to the relay at once
         assembler = Assembler(
             sessions=self.sessions, stable_seconds=s.stable_seconds, grace_seconds=s.completion_grace_seconds,
-            on_completed=metrics.STUDIES_COMPLETED.inc,
+            on_completed=metrics.STUDIES_COMPLETED.inc, wake=relay_wakeup,
         )
-        self.relay = OutboxRelay(app=create_app(broker_config(s)), sessions=self.sessions,
-                                 on_published=metrics.OUTBOX_PUBLISHED.inc)
-        sweep = Sweep(sessions=self.sessions, config=sweep_config(s), on_redriven=metrics.record_redriven)
+        app = create_app(broker_config(s))
+        self.relay = OutboxRelay(app=app, sessions=self.sessions, on_published=metrics.OUTBOX_PUBLISHED.inc)
+        # The broker is asked each round whether it lost messages (restarted, or its queue empty).
+        sweep = Sweep(sessions=self.sessions, config=sweep_config(s), on_redriven=metrics.record_redriven,
+                      broker=BrokerWatch(app))
         sweep.run_once()  # whatever a crash left half-done is queued before new work
         self._every("assembler", assembler.poll_seconds, assembler.run_once)
-        self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once)
+        self._every("outbox-relay", s.outbox_poll_seconds, self.relay.run_once, wakeup=relay_wakeup)
         self._every("sweep", s.sweep_interval_seconds, sweep.run_once)
         escalation = EscalationLoop(sessions=self.sessions, waits=s.waits,
                                     claim_idle=dt.timedelta(minutes=s.claim_idle_minutes),
@@ -193,18 +198,9 @@ class Daemon:
         thread.start()
         self._threads.append(thread)
 
-    def _every(self, name: str, seconds: float, step: Callable[[], object]) -> None:
-        """Run ``step`` every ``seconds`` until stop; a failed round is logged, not fatal."""
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    step()
-                except Exception as exc:
-                    log.error("%s round failed (%s)", name, where(exc))
-                self._stop.wait(seconds)
-
-        self._spawn(name, loop)
+    def _every(self, name: str, seconds: float, step: Callable[[], object], wakeup: Wakeup | None = None) -> None:
+        """Run ``step`` every ``seconds`` (and when ``wakeup`` fires) until stop; a failed round is logged."""
+        self._spawn(name, functools.partial(run_every, name, seconds, step, stop=self._stop, wakeup=wakeup))
 
     def health(self) -> dict:
         s = self.settings

@@ -52,6 +52,23 @@ def radiograph(
     return ds
 
 
+def chest_radiograph(rows: int, cols: int, *, seed: int = 0, view: str = "PA",
+                     study_uid: str | None = None) -> Dataset:
+    """A full-size 12-bit DX: smooth, radiograph-like structure plus noise (pure noise would
+    not compress like a radiograph), RescaleSlope/Intercept and a VOI window as DX headers carry."""
+    ds = radiograph(view=view, seed=seed, size=8, study_uid=study_uid)
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    body = np.exp(-(((x - cols / 2) / (0.38 * cols)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2))
+    ribs = 0.15 * np.sin(y / (rows / 40) + rng.uniform(0, 6))
+    image = 300 + 3200 * body * (1 + ribs) + rng.normal(0, 25, (rows, cols))
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelData = np.clip(image, 0, 4095).astype(np.uint16).tobytes()
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "US"
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    return ds
+
+
 def write(ds: Dataset, folder: Path, name: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name or f"{ds.SOPInstanceUID}.dcm")
