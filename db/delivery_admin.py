@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from common.delivery import Content, DeliveryStatus
-from db.models import Delivery, Study, as_utc, utcnow
+from db.models import Delivery, DeliveryDestination, Study, as_utc, utcnow
 
 __all__ = ["Changed", "DeadLetter", "DeliveryNotFound", "DestinationState", "NotDeadLetter", "dead_letters",
            "destination_states", "drop", "retry"]
@@ -29,6 +29,9 @@ class NotDeadLetter(ValueError):
 @dataclass(frozen=True, slots=True)
 class DestinationState:
     destination: str
+    kind: str | None  # a common.delivery.DestinationKind; None for rows of a destination never mirrored
+    receives: tuple[str, ...]
+    active: bool  # False: no longer in the settings (its rows stay visible)
     state: Literal["ok", "failing", "idle"]  # how its newest attempt went; idle: none yet
     pending: int  # the backlog
     oldest_pending_at: dt.datetime | None
@@ -69,33 +72,42 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def destination_states(session: Session) -> list[DestinationState]:
-    """Every destination that has had a delivery, by name."""
+    """Every configured destination, and every one no longer configured that has deliveries, by name."""
     def count(status: DeliveryStatus):
         return func.count(case((Delivery.status == status.value, 1)))
 
-    totals = session.execute(
+    totals = {row[0]: row[1:] for row in session.execute(
         select(Delivery.destination, count(DeliveryStatus.PENDING), count(DeliveryStatus.SENT),
                count(DeliveryStatus.DEAD), count(DeliveryStatus.DROPPED),
                func.min(case((Delivery.status == DeliveryStatus.PENDING.value, Delivery.created_at))),
                func.max(Delivery.sent_at))
-        .group_by(Delivery.destination).order_by(Delivery.destination)).all()
+        .group_by(Delivery.destination))}
+    configured = {d.name: d for d in session.scalars(select(DeliveryDestination))}
     # The newest attempt per destination, and the newest failed one (the last error).
     newest = _newest_attempts(session, failed=False)
     failed = _newest_attempts(session, failed=True)
     states = []
-    for destination, pending, sent, dead, dropped, oldest, last_sent in totals:
-        attempt = newest.get(destination)
+    for name in sorted(set(totals) | {n for n, d in configured.items() if d.active}):
+        pending, sent, dead, dropped, oldest, last_sent = totals.get(name, (0, 0, 0, 0, None, None))
+        mirror = configured.get(name)
+        attempt = newest.get(name)
         state = "idle" if attempt is None else "ok" if attempt.status == DeliveryStatus.SENT.value else "failing"
-        error = failed.get(destination)
+        error = failed.get(name)
         states.append(DestinationState(
-            destination=destination, state=state, pending=pending, oldest_pending_at=_utc(oldest), sent=sent,
-            dead=dead, dropped=dropped, last_sent_at=_utc(last_sent), last_error=error.last_error if error else None,
+            destination=name, kind=mirror.kind if mirror else None,
+            receives=tuple(mirror.receives or ()) if mirror else (), active=bool(mirror and mirror.active),
+            state=state, pending=pending, oldest_pending_at=_utc(oldest), sent=sent, dead=dead, dropped=dropped,
+            last_sent_at=_utc(last_sent), last_error=error.last_error if error else None,
             last_error_at=_utc(error.last_attempt_at) if error else None))
     return states
 
 
 def _newest_attempts(session: Session, *, failed: bool) -> dict[str, Delivery]:
-    attempted = Delivery.last_attempt_at.is_not(None)
+    # A sent row keeps its success detail in last_error, a stale-dropped one its reason: neither failed.
+    statuses = [DeliveryStatus.PENDING.value, DeliveryStatus.DEAD.value]
+    if not failed:
+        statuses.append(DeliveryStatus.SENT.value)
+    attempted = Delivery.last_attempt_at.is_not(None) & Delivery.status.in_(statuses)
     if failed:
         attempted &= Delivery.last_error.is_not(None)
     latest = (select(Delivery.destination, func.max(Delivery.last_attempt_at).label("at"))

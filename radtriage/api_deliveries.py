@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from common.delivery import Content, DeliveryStatus
+from common.delivery import Content, DeliveryStatus, DestinationKind
 from db import delivery_admin
 from db.audit import AuditAction, record
 from db.models import utcnow
@@ -26,9 +26,12 @@ class _Response(BaseModel):
 
 
 class DestinationState(_Response):
-    """One destination's deliveries, as its rows say (a destination that never had one is not listed)."""
+    """One destination: every configured one, and one removed from the settings while it has deliveries."""
 
     destination: str = Field(description="the destination's name in the settings")
+    kind: DestinationKind | None = Field(description="null: not in the settings when the daemon last started")
+    receives: list[Content]
+    active: bool = Field(description="false: no longer in the settings; its deliveries stay visible")
     state: Literal["ok", "failing", "idle"] = Field(description="how its newest attempt went; idle: none yet")
     backlog: int = Field(description="deliveries waiting to be sent (pending)")
     oldest_pending_at: UtcTime | None = Field(description="when the oldest waiting delivery was created")
@@ -92,7 +95,8 @@ def routes(auth: Authenticator) -> APIRouter:
         signed_in = user is not ANONYMOUS  # the accession is patient-identifying enough to need a name
         return Deliveries(
             destinations=[DestinationState(
-                destination=s.destination, state=s.state, backlog=s.pending, oldest_pending_at=s.oldest_pending_at,
+                destination=s.destination, kind=s.kind, receives=list(s.receives), active=s.active,
+                state=s.state, backlog=s.pending, oldest_pending_at=s.oldest_pending_at,
                 oldest_pending_seconds=None if s.oldest_pending_at is None
                 else max(0.0, (now - s.oldest_pending_at).total_seconds()),
                 sent=s.sent, dead=s.dead, dropped=s.dropped, last_sent_at=s.last_sent_at, last_error=s.last_error,

@@ -228,7 +228,9 @@ async function refreshDeliveries() {
 
 function renderDeliveries(d) {
   $("destinations").replaceChildren(...d.destinations.map((s) => el("tr", {},
-    el("td", { text: s.destination }), el("td", { class: s.state, text: s.state }), el("td", { text: String(s.backlog) }),
+    el("td", { text: s.destination + (s.kind ? " (" + s.kind + ")" : "") + (s.active ? "" : " \u2014 no longer configured"),
+      title: "receives: " + (s.receives.join(", ") || "nothing") }),
+    el("td", { class: s.state, text: s.state }), el("td", { text: String(s.backlog) }),
     el("td", { text: ago(s.oldest_pending_at), title: s.oldest_pending_at || "" }), el("td", { text: String(s.sent) }),
     el("td", { text: String(s.dead) }), el("td", { text: String(s.dropped) }),
     el("td", { text: s.last_error ? s.last_error + " (" + ago(s.last_error_at) + " ago)" : "\u2014" }))));

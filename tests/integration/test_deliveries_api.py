@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from common import Priority
 from common.delivery import Content, DeliveryStatus
+from db import deliveries
 from db.audit import AuditAction, entries_since
+from db.deliveries import Route
 from db.models import Delivery, Study, utcnow
 from tests.api_support import add_study, client, user
 from tests.integration.delivery_rows import delivery
@@ -21,14 +23,29 @@ def test_admins_see_each_destinations_state_backlog_last_error_and_dead_letters(
     ago = lambda seconds: now - dt.timedelta(seconds=seconds)
     uid = add_study(sessions, 1, Priority.ROUTINE, received=ago(900), ai=Priority.STAT, urgency=90.0,
                     accession="ACC-77")
-    delivery(sessions, uid, "ris", DeliveryStatus.SENT, created=ago(700), attempted=ago(690), sent=ago(690))
-    delivery(sessions, uid, "ris", DeliveryStatus.PENDING, created=ago(600), attempts=3, attempted=ago(5),
-             error="OMI^O23: ACK AE")
-    delivery(sessions, uid, "ris", DeliveryStatus.PENDING, created=ago(60))
-    dead = delivery(sessions, uid, "ris", DeliveryStatus.DEAD, created=ago(500), content=Content.RESULT, attempts=1,
-                    attempted=ago(400), error="ORU^R01: ACK AR", closed=ago(400))
-    delivery(sessions, uid, "hook", DeliveryStatus.SENT, created=ago(300), attempted=ago(299), sent=ago(299))
-    delivery(sessions, uid, "fhir", DeliveryStatus.PENDING, created=ago(30))
+    with sessions() as session:
+        deliveries.sync_destinations(session, [
+            Route("ris", "hl7v2", frozenset({Content.PRIORITY, Content.RESULT})),
+            Route("hook", "webhook", frozenset({Content.PRIORITY})), Route("fhir", "fhir", frozenset({Content.RESULT})),
+            Route("quiet", "fhir", frozenset({Content.DRAFT}))])
+
+    def pending(destination: str, seconds: int, content: Content = Content.PRIORITY) -> int:
+        return delivery(sessions, uid, destination, DeliveryStatus.PENDING, created=ago(seconds), content=content)
+
+    rows = {name: pending(*where) for name, where in {
+        "acked": ("ris", 700), "failing": ("ris", 600), "waiting": ("ris", 60), "dead": ("ris", 500, Content.RESULT),
+        "recovered": ("hook", 300), "untried": ("fhir", 30), "stale": ("gone", 100)}.items()}
+    # What the dispatcher writes (db.deliveries), a sent row keeping its peer's answer as detail.
+    with sessions() as session:
+        later = now + dt.timedelta(minutes=5)
+        deliveries.mark_sent(session, delivery_id=rows["acked"], detail="ACK AA", now=ago(690))
+        deliveries.mark_retry(session, delivery_id=rows["failing"], detail="OMI^O23: ACK AE", retry_at=later,
+                              now=ago(5))
+        deliveries.mark_dead(session, delivery_id=rows["dead"], reason="ORU^R01: ACK AR", now=ago(400))
+        deliveries.mark_retry(session, delivery_id=rows["recovered"], detail="POST webhook: HTTP 503", retry_at=later,
+                              now=ago(298))
+        deliveries.mark_sent(session, delivery_id=rows["recovered"], detail="POST webhook: HTTP 200", now=ago(290))
+        deliveries.mark_dropped(session, delivery_id=rows["stale"], reason="stale: STAT already sent", now=ago(90))
     admin, reader = user(sessions, "ada", "admin"), user(sessions, "rex")
     api = client(sessions)
 
@@ -39,19 +56,28 @@ def test_admins_see_each_destinations_state_backlog_last_error_and_dead_letters(
     body = answer.json()
 
     states = {d["destination"]: d for d in body["destinations"]}
-    assert list(states) == ["fhir", "hook", "ris"]
+    assert list(states) == ["fhir", "gone", "hook", "quiet", "ris"]
     ris = states["ris"]
+    assert (ris["kind"], ris["receives"], ris["active"]) == ("hl7v2", ["priority", "result"], True)
     assert (ris["state"], ris["backlog"], ris["sent"], ris["dead"], ris["dropped"]) == ("failing", 2, 1, 1, 0)
     assert dt.datetime.fromisoformat(ris["oldest_pending_at"]) == ago(600)
     assert 600 <= ris["oldest_pending_seconds"] < 660
     assert ris["last_error"] == "OMI^O23: ACK AE"  # the newest failure, not the older dead letter's
     assert dt.datetime.fromisoformat(ris["last_error_at"]) == ago(5)
-    assert (states["hook"]["state"], states["hook"]["backlog"], states["hook"]["last_error"]) == ("ok", 0, None)
-    assert (states["fhir"]["state"], states["fhir"]["oldest_pending_seconds"] >= 30) == ("idle", True)
+    assert dt.datetime.fromisoformat(ris["last_sent_at"]) == ago(690)
+    hook = states["hook"]
+    assert (hook["state"], hook["backlog"], hook["sent"], hook["last_error"]) == ("ok", 0, 1, None)  # recovered
+    assert (states["fhir"]["state"], states["fhir"]["backlog"], states["fhir"]["oldest_pending_seconds"] >= 30) == (
+        "idle", 1, True)
+    assert {k: states["quiet"][k] for k in ("kind", "state", "backlog", "oldest_pending_at", "sent")} == {
+        "kind": "fhir", "state": "idle", "backlog": 0, "oldest_pending_at": None, "sent": 0}
+    gone = states["gone"]  # no longer configured: its rows stay visible
+    assert (gone["kind"], gone["active"], gone["dropped"], gone["last_error"]) == (None, False, 1, None)
 
     (letter,) = body["dead_letters"]
-    assert letter["id"] == dead and letter["destination"] == "ris" and letter["content"] == "result"
+    assert letter["id"] == rows["dead"] and letter["destination"] == "ris" and letter["content"] == "result"
     assert (letter["accession_number"], letter["attempts"], letter["last_error"]) == ("ACC-77", 1, "ORU^R01: ACK AR")
+    assert dt.datetime.fromisoformat(letter["dead_since"]) == ago(400)
 
 
 def test_an_admin_retries_or_drops_a_dead_letter_and_both_are_audited(sessions):

@@ -17,7 +17,9 @@ from sqlalchemy import select
 
 from common import Priority
 from common.delivery import Content, DeliveryStatus
+from db import deliveries
 from db.audit import AuditAction, entries_since
+from db.deliveries import Route
 from db.models import Delivery, utcnow
 from radtriage import health, metrics
 from radtriage.api import create_api
@@ -57,6 +59,8 @@ def test_an_admin_retries_and_drops_dead_letters_on_the_page(served, sqlite_sess
                        attempts=5, attempted=now - dt.timedelta(minutes=1), error="ORU^R01: ACK AR", closed=now)
     dropped = delivery(sqlite_sessions, uid, "hook", DeliveryStatus.DEAD, created=now, attempts=1,
                        error="POST webhook: HTTP 401", closed=now)
+    with sqlite_sessions() as session:
+        deliveries.sync_destinations(session, [Route("ris", "hl7v2", frozenset({Content.PRIORITY, Content.RESULT}))])
     admin = user(sqlite_sessions, "ada", "admin")["Authorization"].removeprefix("Bearer ")
     reader = user(sqlite_sessions, "rex")["Authorization"].removeprefix("Bearer ")
 
@@ -66,6 +70,7 @@ def test_an_admin_retries_and_drops_dead_letters_on_the_page(served, sqlite_sess
             page = sign_in(browser, served, admin)
             expect(page.locator("#deliveries")).to_be_visible()
             ris = page.locator("#destinations tr", has_text="ris")
+            expect(ris).to_contain_text("ris (hl7v2)")
             expect(ris).to_contain_text("failing")
             expect(ris).to_contain_text("OMI^O23: ACK AE")
             expect(ris).to_contain_text("7 min")  # the oldest waiting delivery's age
