@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.event_feed import database_reads
 from db.session import make_session_factory
-from radtriage import api_deliveries, api_docs, api_events, api_page, api_studies, api_worklist
+from radtriage import api_deliveries, api_docs, api_events, api_page, api_studies, api_unavailable, api_worklist
 from radtriage.api_deps import ApiContext
 from radtriage.api_feed import EventFeed
 from radtriage.api_models import Health
@@ -32,6 +32,7 @@ def create_api(
 ) -> FastAPI:
     """The API; every route but /healthz, the page and its assets needs a signed-in user once
     ``auth`` has any configured (see :mod:`radtriage.auth`); /metrics also takes its scrape token.
+    Without the database every route that needs it answers 503 (see :mod:`radtriage.api_unavailable`).
 
     ``data_dir`` holds the stored images (study headers, previews); ``viewer_url_template``
     links each study to the site's viewer.
@@ -49,6 +50,7 @@ def create_api(
 
     app = FastAPI(title="radtriage", description="Chest X-ray worklist triage (research use, not a diagnosis)",
                   lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api_unavailable.install(app)  # the database away: 503 with a reason, never 500
     app.state.context = ApiContext(sessions=sessions, reads=reads, events=events, data_dir=data_dir,
                                    viewer_url_template=viewer_url_template)
     for module in (api_worklist, api_studies, api_events, api_deliveries):

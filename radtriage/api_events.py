@@ -31,6 +31,7 @@ def routes(auth: Authenticator) -> APIRouter:
             if not given.isdigit() or len(given) > 18:
                 raise HTTPException(400, "Last-Event-ID must be the id of an event this stream sent (digits)")
             after = int(given)
+        await context.events.start()  # the database away: a 503 now rather than a stream that breaks
         return StreamingResponse(context.events.stream(after), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -54,7 +54,8 @@ class EventFeed:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Read where the feed stands (raises while the database is away) and start polling."""
         # One poller per event loop: a test client may serve each request on a loop of its own.
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
@@ -86,7 +87,7 @@ class EventFeed:
 
     async def stream(self, last_event_id: int | None) -> AsyncIterator[str]:
         """Frames for one client: what happened after ``last_event_id`` (None: from now)."""
-        await self._start()
+        await self.start()
         cursor = self._last_id if last_event_id is None else last_event_id
         yield "retry: 2000\n: connected\n\n"
         quiet_since = time.monotonic()

@@ -34,14 +34,15 @@ class WorkerSupervisor:
         self._thread.start()
 
     def _run(self) -> None:
+        exits: list[float] = []  # when recent workers exited, to tell a crash loop from a few kills
         backoff = 1.0
         while not self._stop.is_set():
-            started = time.monotonic()
             try:
                 self._proc = subprocess.Popen(self._argv)
             except OSError as exc:  # keep trying: a daemon without its worker triages nothing
                 log.error("cannot start the worker (%s); retrying in %.0f s", type(exc).__name__, backoff)
                 self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
                 continue
             log.info("worker started (pid %d)", self._proc.pid)
             code = self._proc.wait()
@@ -52,8 +53,11 @@ class WorkerSupervisor:
                     log.warning("after worker exit: %s", type(exc).__name__)
             if self._stop.is_set():
                 return
-            # A worker that ran a while gets restarted at once; a crash loop backs off.
-            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            # A worker killed now and then (out of memory, the watchdog) is back within a second, as
+            # what it held waits for it; only a crash loop (more than 3 exits a minute) backs off.
+            now = time.monotonic()
+            exits = [t for t in exits if now - t < 60] + [now]
+            backoff = 1.0 if len(exits) <= 3 else min(2.0 ** (len(exits) - 3), 30.0)
             self.restarts += 1
             log.warning("worker exited with %s; restarting in %.0f s", code, backoff)
             self._stop.wait(backoff)

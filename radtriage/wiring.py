@@ -35,7 +35,8 @@ def worker_config(s: Settings) -> WorkerConfig:
 
 def sweep_config(s: Settings) -> SweepConfig:
     return SweepConfig(running_timeout_seconds=s.running_timeout_seconds,
-                       queued_timeout_seconds=s.queued_timeout_seconds, worker_lost_seconds=s.worker_lost_seconds)
+                       queued_timeout_seconds=s.queued_timeout_seconds, worker_lost_seconds=s.worker_lost_seconds,
+                       queued_idle_seconds=s.queued_idle_seconds)
 
 
 def export_config(s: Settings) -> ExportConfig:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from common import DraftStatus, StudyStatus
+from common import DraftStatus, Priority, StudyStatus
 from db.drafts import claim_batch
 from db.heartbeats import beat
 from db.models import utcnow
-from db.triage import claim
+from db.reconcile import CLAIM_GRACE_SECONDS, overdue_workers, redrive_stuck
+from db.triage import claim, record_result
 from tests.integration.worker_support import (
     QUEUED_TIMEOUT,
     RUNNING_TIMEOUT,
@@ -140,3 +141,67 @@ def test_sweep_redrives_a_queued_draft_only_when_its_message_is_lost(sessions) -
     assert unsent(sessions, lost, "draft") == 1 and stages(sessions, lost, "redriven") == ["draft: was queued"]
     assert unsent(sessions, waiting, "draft") == 1 and stages(sessions, waiting, "redriven") == []
 
+
+
+def test_sweep_redrives_a_queued_study_in_seconds_when_its_queue_is_empty(sessions) -> None:
+    """The broker holds no message for the queue: nothing is ahead of the study, so its message
+    was lost; a queue still holding messages is left to drain (until the queued timeout)."""
+    with sessions() as session:
+        study_id = queued_study(session, at=utcnow() - seconds(3600))
+        queued_at = study_of(sessions, study_id).state_changed_at
+        idle = dict(running_timeout=RUNNING_TIMEOUT, queued_timeout=QUEUED_TIMEOUT, worker_lost_after=WORKER_LOST,
+                    queued_idle=10)
+        assert len(redrive_stuck(session, now=queued_at + seconds(9), idle_queues={"triage"}, **idle)) == 0
+        assert len(redrive_stuck(session, now=queued_at + seconds(11), idle_queues={"draft"}, **idle)) == 0
+        assert redrive_stuck(session, now=queued_at + seconds(11), idle_queues={"triage"}, **idle).triage == [study_id]
+    assert unsent(sessions, study_id, "triage") == 1
+    assert stages(sessions, study_id, "redriven") == ["triage: was queued"]
+
+
+def test_sweep_sends_every_waiting_study_again_when_asked(sessions) -> None:
+    """On start-up, after a worker died or the broker came back: messages may be gone."""
+    with sessions() as session:
+        sent = queued_study(session, at=utcnow() - seconds(60))
+        waiting = queued_study(session, at=utcnow() - seconds(60), sent=False)
+        running = queued_study(session, at=utcnow() - seconds(60))
+        assert claim(session, study_id=running, revision=1, worker="host-a:1") is not None
+        beat(session, name="host-a:1", queues="triage")
+        assert len(sweep(session, now=utcnow())) == 0
+        redriven = redrive_stuck(session, running_timeout=RUNNING_TIMEOUT, queued_timeout=QUEUED_TIMEOUT,
+                                 worker_lost_after=WORKER_LOST, requeue_waiting=True)
+    assert redriven.triage == [sent]
+    assert unsent(sessions, sent, "triage") == 1 and unsent(sessions, waiting, "triage") == 1
+    assert study_of(sessions, running).status == StudyStatus.TRIAGING
+
+
+def test_an_abandoned_claim_is_redriven_and_its_worker_not_taken_for_hung(sessions) -> None:
+    """A worker that could not give a claim back (the database was away) and has since
+    finished another triage is making progress: the claim is re-driven, the worker spared."""
+    with sessions() as session:
+        old = queued_study(session, at=utcnow() - seconds(3600))
+        later = queued_study(session, at=utcnow() - seconds(3600), sent=False)
+        assert claim(session, study_id=old, revision=1, worker="host-a:1") is not None
+        claimed_at = utcnow()
+        beat(session, name="host-a:1", queues="triage", now=claimed_at + seconds(700))
+        hung = overdue_workers(session, workers=["host-a:1"], seconds=600, now=claimed_at + seconds(700))
+        assert hung == {"host-a:1"}  # no progress since the claim: hung
+        assert len(sweep(session, now=claimed_at + seconds(5))) == 0
+
+        assert claim(session, study_id=later, revision=1, worker="host-a:1") is not None
+        assert record_result(session, study_id=later, revision=1, priority=Priority.ROUTINE, urgency_score=None,
+                             reasons=[], scores=[])
+        assert overdue_workers(session, workers=["host-a:1"], seconds=600, now=utcnow() + seconds(700)) == set()
+        assert sweep(session, now=utcnow() + seconds(1)).triage == [old]
+    assert study_of(sessions, old).status == StudyStatus.QUEUED
+    assert stages(sessions, old, "redriven") == ["triage: was triaging"]
+    assert study_of(sessions, later).status == StudyStatus.TRIAGED
+
+
+def test_a_dead_workers_claim_is_redriven_after_seconds_not_the_lost_timeout(sessions) -> None:
+    with sessions() as session:
+        study_id = queued_study(session, at=utcnow() - seconds(3600))
+        assert claim(session, study_id=study_id, revision=1, worker="host-a:1") is not None
+        claimed_at = utcnow()
+        # No heartbeat row: the supervisor or the sidecar removed it when the worker died.
+        assert len(sweep(session, now=claimed_at + seconds(CLAIM_GRACE_SECONDS - 1))) == 0
+        assert sweep(session, now=claimed_at + seconds(CLAIM_GRACE_SECONDS + 1)).triage == [study_id]

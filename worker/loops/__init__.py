@@ -5,9 +5,10 @@ Each keeps its state in the database, so a restart loses nothing.
 """
 
 from worker.loops.assembler import Assembler
+from worker.loops.broker_watch import BrokerWatch
 from worker.loops.escalation import EscalationLoop, EscalationRound
 from worker.loops.relay import OutboxRelay
 from worker.loops.sr_export import ExportConfig, SrExporter
 from worker.loops.sweep import Sweep, SweepConfig
 
-__all__ = ["Assembler", "EscalationLoop", "EscalationRound", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"]
+__all__ = ["Assembler", "BrokerWatch", "EscalationLoop", "EscalationRound", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"]
