@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import ssl
+from urllib.parse import parse_qs
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -43,6 +45,14 @@ def searchset(*resources: dict) -> Reply:
     return Reply(200, json.dumps(bundle), {"Content-Type": "application/fhir+json"})
 
 
+def searching(request: Request) -> bool:
+    return (request.method, request.path) == ("POST", "/fhir/ServiceRequest/_search")
+
+
+def kinds(server: Recorder) -> list[str]:
+    return ["search" if searching(r) else r.method for r in server.requests]
+
+
 def config(url: str, **changes) -> FhirConfig:
     return dataclasses.replace(FhirConfig(base_url=f"{url}/fhir", bearer_token=TOKEN, timeout=0.5,
                                           accession_system=ACCESSION_SYSTEM,
@@ -63,15 +73,16 @@ def free_of_patient_data(text: str) -> bool:
 
 def test_the_matching_service_request_gets_the_mapped_priority_and_nothing_else_changes():
     def answer(request: Request) -> Reply:
-        return searchset(order(3)) if request.method == "GET" else Reply(200, json.dumps(order(4, "stat")))
+        return searchset(order(3)) if searching(request) else Reply(200, json.dumps(order(4, "stat")))
 
     with Recorder(answer) as server:
         outcome = send(server, notice(Content.PRIORITY))
 
     assert outcome.result == "delivered", outcome
     search, put = server.requests
-    assert (search.method, search.path) == ("GET", "/fhir/ServiceRequest")
-    assert search.query == {"identifier": [f"{ACCESSION_SYSTEM}|{ACCESSION}"]}
+    assert (search.method, search.path, search.query) == ("POST", "/fhir/ServiceRequest/_search", {})
+    assert search.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(search.body.decode()) == {"identifier": [f"{ACCESSION_SYSTEM}|{ACCESSION}"]}
     assert (put.method, put.path) == ("PUT", "/fhir/ServiceRequest/sr-1")
     assert put.headers["if-match"] == 'W/"3"'  # the version read: a change in between answers 412
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in server.requests)
@@ -86,7 +97,7 @@ def test_a_conflict_reads_the_order_again_and_retries_with_its_new_version():
     puts = []
 
     def answer(request: Request) -> Reply:
-        if request.method == "GET":
+        if searching(request):
             return searchset(order(3 + len(puts)))
         puts.append(request)
         return Reply(412 if len(puts) == 1 else 200)
@@ -95,23 +106,23 @@ def test_a_conflict_reads_the_order_again_and_retries_with_its_new_version():
         outcome = send(server, notice(Content.ESCALATION, priority=Priority.URGENT, escalated_from=Priority.ROUTINE))
 
     assert outcome.result == "delivered"
-    assert [r.method for r in server.requests] == ["GET", "PUT", "GET", "PUT"]
+    assert kinds(server) == ["search", "PUT", "search", "PUT"]
     assert [p.headers["if-match"] for p in puts] == ['W/"3"', 'W/"4"']
     assert ServiceRequest.model_validate_json(puts[1].body).priority == "urgent"
 
 
 def test_an_order_that_keeps_changing_is_retried_later():
-    with Recorder(lambda r: searchset(order(1)) if r.method == "GET" else Reply(409)) as server:
+    with Recorder(lambda r: searchset(order(1)) if searching(r) else Reply(409)) as server:
         outcome = send(server, notice())
     assert outcome.result == "retry" and "409" in outcome.detail
-    assert [r.method for r in server.requests] == ["GET", "PUT"] * CONFLICT_TRIES
+    assert kinds(server) == ["search", "PUT"] * CONFLICT_TRIES
 
 
 def test_an_order_already_as_urgent_is_never_lowered():
     with Recorder(lambda r: searchset(order(5, "stat"))) as server:
         outcome = send(server, notice(priority=Priority.URGENT))
     assert outcome.result == "delivered" and "already stat" in outcome.detail
-    assert [r.method for r in server.requests] == ["GET"]
+    assert kinds(server) == ["search"]
 
 
 @pytest.mark.parametrize("found", [(), (order(1), {**order(1), "id": "sr-2"})], ids=["none", "two"])
@@ -243,3 +254,22 @@ def test_mutual_tls(pki):
 def test_bad_configurations_are_refused_at_start(changes):
     with pytest.raises(ValueError):
         config("http://127.0.0.1:1", **changes)
+
+
+def test_without_an_accession_system_the_accession_matches_under_any_system():
+    with Recorder(lambda r: searchset(order(1, "stat"))) as server:
+        send(server, notice(), accession_system=None)
+    assert parse_qs(server.requests[0].body.decode()) == {"identifier": [ACCESSION]}
+
+
+def test_no_patient_data_or_accession_reaches_any_log_record(caplog):
+    def answer(request: Request) -> Reply:
+        return searchset(order(3)) if searching(request) else Reply(200, json.dumps(order(4, "stat")))
+
+    caplog.set_level(logging.DEBUG)  # every logger, httpx's request log and httpcore's included
+    with Recorder(answer) as server:
+        outcomes = [send(server, notice(content)) for content in Content]
+        outcomes.append(send(server, notice(), mode="task"))
+    assert {o.result for o in outcomes} == {"delivered"}
+    assert any("HTTP Request: PUT" in r.getMessage() for r in caplog.records)  # the log was really heard
+    assert not [r.getMessage() for r in caplog.records if not free_of_patient_data(r.getMessage())]

@@ -179,10 +179,12 @@ class FhirSender(HttpSender):
         system = f"{self.config.accession_system}|" if self.config.accession_system else ""
         outcome = Outcome("retry", "ServiceRequest update: not tried")
         for _ in range(CONFLICT_TRIES):
-            found = self._http().get(self._url("ServiceRequest"),
-                                     params={"identifier": f"{system}{notice.accession_number}"})
+            # A search by POST: the accession travels in the body, never in a URL that proxies,
+            # servers and httpx's own request log would record.
+            found = self._http().post(self._url("ServiceRequest/_search"),
+                                      data={"identifier": f"{system}{notice.accession_number}"})
             if not found.is_success:
-                return status_outcome(found, "GET ServiceRequest search")
+                return status_outcome(found, "ServiceRequest search")
             raw = _only_match(found)
             request = ServiceRequest.model_validate(raw)
             where = f"ServiceRequest/{request.id}"
@@ -204,15 +206,15 @@ def _only_match(response: httpx.Response) -> dict[str, Any]:
     try:
         bundle = response.json()
     except ValueError:
-        raise _Refused("GET ServiceRequest search: the answer is not JSON") from None
+        raise _Refused("ServiceRequest search: the answer is not JSON") from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise _Refused("GET ServiceRequest search: the answer is not a FHIR Bundle")
+        raise _Refused("ServiceRequest search: the answer is not a FHIR Bundle")
     matches = [entry["resource"] for entry in bundle.get("entry") or ()
                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
                and entry["resource"].get("resourceType") == "ServiceRequest"
                and (entry.get("search") or {}).get("mode", "match") == "match"]
     if len(matches) != 1:
-        raise _Refused(f"GET ServiceRequest search: {len(matches)} ServiceRequests have the accession number, "
+        raise _Refused(f"ServiceRequest search: {len(matches)} ServiceRequests have the accession number, "
                        "need exactly one")
     return matches[0]
 
