@@ -131,6 +131,7 @@ def test_no_single_matching_order_is_a_dead_letter(found):
         outcome = send(server, notice())
     assert outcome.result == "refused" and f"{len(found)} ServiceRequests" in outcome.detail
     assert free_of_patient_data(outcome.detail)
+    assert '"searchset"' in outcome.peer_reply  # `radtriage deliveries test` shows what the server found
 
 
 def test_task_mode_creates_one_task_per_delivery_focused_on_the_order():

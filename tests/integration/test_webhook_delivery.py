@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import pytest
@@ -114,3 +115,12 @@ def test_a_receiver_slower_than_the_timeout_is_retried():
 def test_bad_configurations_are_refused_at_start(changes):
     with pytest.raises(ValueError):
         dataclasses.replace(WebhookConfig(url="https://example.org/hook", secret=SECRET), **changes)
+
+
+def test_no_patient_data_or_accession_reaches_any_log_record(caplog):
+    caplog.set_level(logging.DEBUG)  # every logger, httpx's request log and httpcore's included
+    with Recorder(lambda r: Reply(200)) as server:
+        outcomes = [send(server, notice(content)) for content in Content]
+    assert {o.result for o in outcomes} == {"delivered"}
+    assert any("HTTP Request: POST" in r.getMessage() for r in caplog.records)
+    assert not [r.getMessage() for r in caplog.records if any(v in r.getMessage() for v in PATIENT_DATA)]

@@ -118,7 +118,12 @@ class FhirConfig:
 
 
 class _Refused(Exception):
-    """A delivery the peer or its data cannot take, ever: the message is the outcome's detail (no PHI)."""
+    """A delivery the peer or its data cannot take, ever: the message is the outcome's detail (no
+    PHI); ``reply`` what the server answered, for the operator."""
+
+    def __init__(self, message: str, reply: httpx.Response | None = None) -> None:
+        super().__init__(message)
+        self.reply = None if reply is None else reply_text(reply)
 
 
 class FhirSender(HttpSender):
@@ -147,7 +152,7 @@ class FhirSender(HttpSender):
             what = "POST transaction (DiagnosticReport)"
             return self._post(self.config.base_url, diagnostic_report_bundle(notice, self.config), what, headers={})
         except _Refused as exc:
-            return Outcome("refused", str(exc))
+            return Outcome("refused", str(exc), exc.reply)
         except ValidationError as exc:
             # Where the resource failed, never the offending value (it may be patient data).
             places = sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()})
@@ -206,16 +211,16 @@ def _only_match(response: httpx.Response) -> dict[str, Any]:
     try:
         bundle = response.json()
     except ValueError:
-        raise _Refused("ServiceRequest search: the answer is not JSON") from None
+        raise _Refused("ServiceRequest search: the answer is not JSON", response) from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise _Refused("ServiceRequest search: the answer is not a FHIR Bundle")
+        raise _Refused("ServiceRequest search: the answer is not a FHIR Bundle", response)
     matches = [entry["resource"] for entry in bundle.get("entry") or ()
                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
                and entry["resource"].get("resourceType") == "ServiceRequest"
                and (entry.get("search") or {}).get("mode", "match") == "match"]
     if len(matches) != 1:
         raise _Refused(f"ServiceRequest search: {len(matches)} ServiceRequests have the accession number, "
-                       "need exactly one")
+                       "need exactly one", response)
     return matches[0]
 
 
