@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -93,12 +94,14 @@ def _run_daemon(config_file: str | None, role: str, *, metrics_port: int | None 
 @main.command()
 @config_option
 @click.option("--queues", default="triage", show_default=True, help="Comma-separated queues to consume")
-@click.option("--pool", default="solo", show_default=True, help="Celery pool (solo: one model per process)")
-@click.option("--concurrency", default=1, show_default=True, help="Processes for the prefork pool")
+@click.option("--pool", default=None, help="Celery pool (solo: one model per process) [default: solo with "
+              "--concurrency 1, prefork otherwise]")
+@click.option("--concurrency", "-c", default=1, show_default=True,
+              help="Worker processes (prefork pool), each with its own model and an equal share of the CPU cores")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve this worker's Prometheus metrics on this port (when not supervised by serve)")
 @click.option("--quiet", is_flag=True, help="No Celery banner or superuser warning (serve logs its own start)")
-def worker(config_file: str | None, queues: str, pool: str, concurrency: int, metrics_port: int | None,
+def worker(config_file: str | None, queues: str, pool: str | None, concurrency: int, metrics_port: int | None,
            quiet: bool) -> None:
     """Run a Celery worker for the triage or draft queue (production: one per host or GPU)."""
     settings = load_cli_settings(config_file)
@@ -124,6 +127,12 @@ def worker(config_file: str | None, queues: str, pool: str, concurrency: int, me
     from worker.tasks import WorkerContext, create_app, register
 
     config = worker_config(settings)
+    pool = pool or ("solo" if concurrency == 1 else "prefork")
+    if pool == "prefork":
+        # Each child loads its own model: it gets its share of the cores, or N children
+        # each running TensorFlow on every core would slow each other down.
+        threads = max(1, len(os.sched_getaffinity(0)) // concurrency)
+        config = dataclasses.replace(config, embedder=dataclasses.replace(config.embedder, threads=threads))
     app = create_app(config.broker)
     app.conf.worker_hijack_root_logger = False  # keep this process's log format (text or JSON)
     context = WorkerContext(config)

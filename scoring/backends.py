@@ -25,10 +25,16 @@ class EmbedderConfig:
     vocab_path: Path | None = None
     medsiglip_model: str = "google/medsiglip-448"
     heads_dir: Path | None = None
+    # CPU threads a model call may use in this process; None: the library's default (every
+    # core). N worker processes on a machine share its cores instead of each spreading over
+    # all of them and slowing the others down (``radtriage worker --concurrency``).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.embedder not in EMBEDDERS:
             raise ValueError(f"embedder must be one of {', '.join(EMBEDDERS)}, got {self.embedder!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
 def default_heads_dir(config: EmbedderConfig) -> Path:
@@ -39,13 +45,13 @@ def default_heads_dir(config: EmbedderConfig) -> Path:
 def _load_cxr(config: EmbedderConfig) -> Any:
     from scoring.cxr_foundation import CxrFoundation
 
-    return CxrFoundation.load(config.cxr_foundation_dir, config.vocab_path)
+    return CxrFoundation.load(config.cxr_foundation_dir, config.vocab_path, threads=config.threads)
 
 
 def _load_medsiglip(config: EmbedderConfig) -> Any:
     from scoring.medsiglip import MedSiglip
 
-    return MedSiglip.load(config.medsiglip_model)
+    return MedSiglip.load(config.medsiglip_model, threads=config.threads)
 
 
 def _missing_cxr(config: EmbedderConfig) -> list[str]:

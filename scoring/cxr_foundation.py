@@ -10,6 +10,7 @@ serves the daemon's health check without ML libraries.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ N_TOKENS = 32  # Q-Former query tokens
 CONTRASTIVE_DIM = 128
 GENERAL_DIM = 768
 FEATURE_SHAPE = (8, 8, 1376)  # ELIXR-C pooled feature map
+
+log = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_CACHE_LIMIT = 1024  # prompts are few; the bound only stops free-text queries growing it
@@ -85,7 +88,7 @@ class CxrFoundation:
         self._text_cache: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, model_dir: Path, vocab_path: Path | None = None) -> "CxrFoundation":
+    def load(cls, model_dir: Path, vocab_path: Path | None = None, *, threads: int | None = None) -> CxrFoundation:
         """Load both SavedModels and the tokeniser from a local folder.
 
         Parameters
@@ -95,6 +98,10 @@ class CxrFoundation:
             ``snapshot_download("google/cxr-foundation", ...)``).
         vocab_path : Path, optional
             BERT-uncased ``vocab.txt``; defaults to ``model_dir / "vocab.txt"``.
+        threads : int, optional
+            CPU threads TensorFlow may use in this process (its intra- and inter-op pools);
+            None: TensorFlow's default, every core. Takes effect only before TensorFlow's
+            first operation in the process.
 
         Raises
         ------
@@ -107,6 +114,8 @@ class CxrFoundation:
         if missing:
             raise ModelUnavailable("CXR Foundation is incomplete, missing: " + "; ".join(missing))
         tf = _import_tensorflow()
+        if threads is not None:
+            _limit_threads(tf, threads)
         tokenizer = TextTokenizer(Path(vocab_path) if vocab_path else model_dir / VOCAB_FILENAME)
         loaded = tuple(_load_saved_model(tf, model_dir / part) for part in MODEL_PARTS)
         return cls(tf, loaded, tokenizer)
@@ -181,6 +190,15 @@ def _import_tensorflow() -> Any:
     except ImportError:
         pass  # the two ELIXR SavedModels load without it
     return tf
+
+
+def _limit_threads(tf: Any, threads: int) -> None:
+    """At most ``threads`` cores for TensorFlow in this process (before its first operation)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran here (a test, a benchmark): its pools are fixed
+        log.info("TensorFlow is already initialised; its thread pools stay as they are")
 
 
 def _load_saved_model(tf: Any, path: Path) -> Any:

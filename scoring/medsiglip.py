@@ -59,8 +59,10 @@ class MedSiglip:
         self._text_cache: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL) -> "MedSiglip":
+    def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = None) -> MedSiglip:
         """Load model and processor from a folder or hub id (CPU, float32, eval mode).
+
+        ``threads``: CPU threads torch may use in this process (None: torch's default).
 
         Raises
         ------
@@ -71,6 +73,8 @@ class MedSiglip:
         if missing:
             raise ModelUnavailable("MedSigLIP is unavailable: " + "; ".join(missing))
         torch, transformers = hub.import_ml("MedSigLIP")
+        if threads is not None:
+            torch.set_num_threads(threads)
         processor = hub.load_pretrained("MedSigLIP", transformers.AutoProcessor, model)
         net = hub.load_pretrained("MedSigLIP", transformers.AutoModel, model)
         for method in ("get_image_features", "get_text_features"):

@@ -1,0 +1,150 @@
+"""Triage throughput of one worker process against N: does ``radtriage worker -c N`` use N cores?
+
+For each process count (--processes, default 1,2), alternating and repeated: a fresh data
+folder (SQLite, embedded broker), ``radtriage worker -c N`` started as a user would (the solo
+pool for 1, prefork with each child's TensorFlow limited to its share of the cores for more),
+warmed up with 2N studies so every child has loaded the stand-in CXR Foundation, then
+--studies two-view studies (images of --size) queued at once; throughput = studies / (time
+from publishing them to the last priority committed). Prints studies/s min/median per N and
+the ratio to one process.
+
+    python benchmarks/workers.py [--size 2500x2000] [--studies 40] [--repeat 3] [--processes 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np
+from pydicom.uid import generate_uid
+from sqlalchemy import func, select
+
+from db.models import Study
+from tests.factories import chest_radiograph
+from tests.integration.worker_support import complete_all, ingest, worker_context
+from tests.standins import build_cxr_foundation_standin
+from worker.loops import OutboxRelay
+from worker.tasks import create_app
+
+
+class Studies:
+    """Two-view studies of one size; each new one differs in its UIDs and, slightly, its pixels."""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self.views = [chest_radiograph(rows, cols, seed=1, view="PA"), chest_radiograph(rows, cols, seed=2, view="LL")]
+        self.pixels = [np.frombuffer(ds.PixelData, dtype=np.uint16) for ds in self.views]
+        self.made = 0
+
+    def next(self) -> list:
+        self.made += 1
+        study_uid = generate_uid()
+        out = []
+        for template, pixels in zip(self.views, self.pixels, strict=True):
+            ds = copy.deepcopy(template)
+            ds.StudyInstanceUID, ds.SOPInstanceUID = study_uid, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.PixelData = (pixels + np.uint16(self.made % 64)).tobytes()
+            out.append(ds)
+        return out
+
+
+def _triaged(ctx) -> tuple[int, float | None]:
+    """How many studies are triaged, and when the last was (epoch seconds)."""
+    with ctx.sessions() as session:
+        n, last = session.execute(select(func.count(), func.max(Study.triaged_at)).where(
+            Study.triaged_at.is_not(None))).one()
+    if last is None:
+        return n, None
+    return n, (last if last.tzinfo else last.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _queue(ctx, studies: Studies, count: int, relay: OutboxRelay) -> float:
+    """Receive ``count`` studies, complete them, publish them; returns when they were published."""
+    for _ in range(count):
+        for ds in studies.next():
+            ingest(ctx, ds)
+    complete_all(ctx)
+    published_at = time.time()
+    relay.run_once()
+    return published_at
+
+
+def _wait(ctx, count: int, worker: subprocess.Popen, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        n, last = _triaged(ctx)
+        if n >= count:
+            return last
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker stopped or stalled after {n} of {count} studies")
+        time.sleep(0.05)
+
+
+def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: int) -> float:
+    """Studies per second of ``radtriage worker -c processes``."""
+    ctx = worker_context(folder, model_dir)
+    relay = OutboxRelay(app=create_app(ctx.config.broker), sessions=ctx.sessions)
+    env = {**os.environ, "RADTRIAGE_DATA_DIR": str(ctx.config.data_dir), "RADTRIAGE_CXR_FOUNDATION_DIR": str(model_dir),
+           "RADTRIAGE_MEDGEMMA_MODEL": str(folder / "no-medgemma"), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "RADTRIAGE_LOG_LEVEL": "WARNING"}
+    log = (folder / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "radtriage", "worker", "--queues", "triage",
+                               "-c", str(processes), "--quiet"], cwd=folder, env=env, stdout=log, stderr=log)
+    try:
+        warm = 2 * processes  # every child loads its model before the measurement
+        _queue(ctx, studies, warm, relay)
+        _wait(ctx, warm, worker)
+        published = _queue(ctx, studies, count, relay)
+        last = _wait(ctx, warm + count, worker)
+        return count / (last - published)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="2500x2000", help="image size ROWSxCOLUMNS")
+    parser.add_argument("--studies", type=int, default=40, help="studies timed per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per process count")
+    parser.add_argument("--processes", default="1,2", help="worker process counts (-c), the first is the baseline")
+    args = parser.parse_args()
+    rows, cols = (int(n) for n in args.size.lower().split("x"))
+    counts = [int(n) for n in args.processes.split(",")]
+    print(f"two-view studies of {rows}x{cols}, {args.studies} per run, {args.repeat} runs per process count; "
+          f"stand-in CXR Foundation; {len(os.sched_getaffinity(0))} cores, load {os.getloadavg()[0]:.2f}")
+    rates: dict[int, list[float]] = {n: [] for n in counts}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_dir = build_cxr_foundation_standin(tmp / "model")
+        studies = Studies(rows, cols)
+        for i in range(args.repeat):
+            for n in counts:  # alternate, so every count sees the same machine load
+                rates[n].append(run(tmp / f"run-{i}-{n}", model_dir, n, studies, args.studies))
+                print(f"  run {i + 1}, -c {n}: {rates[n][-1]:.2f} studies/s", flush=True)
+    base = statistics.median(rates[counts[0]])
+    for n in counts:
+        print(f"-c {n}: {min(rates[n]):6.2f} / {statistics.median(rates[n]):6.2f} studies/s (min / median)  "
+              f"{statistics.median(rates[n]) / base:.2f}x of -c {counts[0]}")
+
+
+if __name__ == "__main__":
+    main()
