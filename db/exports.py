@@ -1,4 +1,4 @@
-"""Draft reports waiting to be sent to the PACS as DICOM SR, with their retry schedule."""
+"""A draft as the DICOM SR destinations send it, and the draft's SR state (shown with the draft)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common import EventStage, ExportStatus
-from db.models import Draft, Event, Study, utcnow
+from db.models import Draft, Event, Study
 from db.scores import scores_at
 from db.triage import instance_infos
 
@@ -30,24 +30,20 @@ class ExportJob:
     attempts: int
 
 
-def due(session: Session, *, limit: int = 20, now: dt.datetime | None = None) -> list[ExportJob]:
-    """Pending exports whose next attempt is due, most urgent study first."""
-    now = now or utcnow()
-    rows = session.execute(
-        select(Draft, Study)
-        .join(Study, Study.id == Draft.study_id)
-        .where(Draft.sr_status == ExportStatus.PENDING, (Draft.sr_next_attempt_at.is_(None)) | (Draft.sr_next_attempt_at <= now))
-        .order_by(Study.priority_rank.desc(), Draft.id)
-        .limit(limit)
-    ).all()
-    return [
-        ExportJob(
-            draft.id, study.study_instance_uid, study.priority, study.urgency_score, scores_at(session, {study.id: draft.revision}).get(study.id, ()),
-            tuple(i.path for i in instance_infos(study)), draft.model_id, draft.model_version,
-            draft.prompt_version, draft.findings, draft.impression, draft.sr_attempts,
-        )
-        for draft, study in rows
-    ]
+def latest_draft_job(session: Session, *, study_id: int) -> ExportJob | None:
+    """The SR of the study's newest draft, to send to a DICOM SR destination; None without a draft."""
+    row = session.execute(select(Draft, Study).join(Study, Study.id == Draft.study_id)
+                          .where(Draft.study_id == study_id).order_by(Draft.id.desc()).limit(1)).first()
+    return None if row is None else _job(session, *row)
+
+
+def _job(session: Session, draft: Draft, study: Study) -> ExportJob:
+    return ExportJob(
+        draft.id, study.study_instance_uid, study.priority, study.urgency_score,
+        scores_at(session, {study.id: draft.revision}).get(study.id, ()),
+        tuple(i.path for i in instance_infos(study)), draft.model_id, draft.model_version,
+        draft.prompt_version, draft.findings, draft.impression, draft.sr_attempts,
+    )
 
 
 _STAGES = {ExportStatus.PENDING: EventStage.SR_PENDING, ExportStatus.SENT: EventStage.SR_SENT,

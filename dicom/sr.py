@@ -44,7 +44,10 @@ from pydicom.uid import generate_uid
 from common import DISCLAIMER, Priority
 from dicom.selection import choose_images
 
-__all__ = ["DEFAULT_SERIES_NUMBER", "DraftLike", "FindingResult", "build_draft_sr", "draft_sr_uids", "scored_images"]
+__all__ = [
+    "DEFAULT_SERIES_NUMBER", "DraftLike", "FindingResult", "build_draft_sr", "draft_sr_uids", "finding_concept",
+    "scored_images",
+]
 
 DEFAULT_SERIES_NUMBER = 9901
 SERIES_DESCRIPTION = "UNVERIFIED AI DRAFT - research use only"
@@ -250,11 +253,15 @@ def build_draft_sr(
     return sr
 
 
+def finding_concept(name: str) -> hd.sr.CodedConcept:
+    """The coded finding: SNOMED CT where one is known, else a code of our private scheme; the
+    SR and the HL7 result (OBX-3) name findings alike."""
+    return _FINDING_CODES.get(name) or hd.sr.CodedConcept(name.upper()[:16], SCHEME, name.replace("_", " ").capitalize())
+
+
 def _group(result: FindingResult, sources: Sequence[Dataset]) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """TID 1501 for one finding: coded finding, score and its kind, threshold, presence, algorithm."""
-    finding = _FINDING_CODES.get(result.name) or hd.sr.CodedConcept(
-        result.name.upper()[:16], SCHEME, result.name.replace("_", " ").capitalize()
-    )
+    finding = finding_concept(result.name)
     parameters = [f"policy {result.policy_version}", f"score kind {result.kind or 'not recorded'}"]
     if result.threshold is not None:
         parameters.append(f"threshold {result.threshold:.4g}")

@@ -18,7 +18,9 @@ import uvicorn
 from prometheus_client import multiprocess
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.delivery import DeliveryStatus, DestinationKind
 from db import heartbeats
+from db.deliveries import sync_destinations
 from db.reconcile import overdue_workers
 from db.session import make_engine, make_session_factory, migrate
 from db.users import any_user
@@ -26,21 +28,26 @@ from dicom.access import is_loopback
 from dicom.errors import AccessConfigError
 from dicom.netseam import ListenerPool
 from dicom.orphans import remove_orphans
-from radtriage import gauges, health, metrics
+from radtriage import gauges, health, metrics, metrics_deliveries
 from radtriage.api import create_api
 from radtriage.auth import Authenticator, auth_config
 from radtriage.listening import build_for_serve
 from radtriage.settings import Settings, embedder_config
 from radtriage.stage_metrics import StageMetrics
 from radtriage.supervisor import WorkerSupervisor
-from radtriage.wiring import broker_config, export_config, sweep_config
+from radtriage.wiring import broker_config, destinations, dispatch_config, make_sender, routes, sweep_config
 from scoring.backends import missing_for
+from worker.deliveries.dicom_sr import record_sr_state
+from worker.deliveries.dispatcher import Dispatcher, Finished
 from worker.heartbeat import worker_name
-from worker.loops import Assembler, BrokerWatch, EscalationLoop, OutboxRelay, SrExporter, Sweep
+from worker.loops import Assembler, BrokerWatch, EscalationLoop, OutboxRelay, Sweep
 from worker.loops.periodic import Wakeup, run_every
 from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing
 
 log = logging.getLogger(__name__)
+
+DELIVERY_POLL_SECONDS = 0.5  # each destination looks for due deliveries this often
+_SR_RESULTS = {DeliveryStatus.SENT: "sent", DeliveryStatus.PENDING: "retry", DeliveryStatus.DEAD: "failed"}
 
 
 def check_http_exposure(s: Settings, sessions: sessionmaker[Session] | None = None) -> None:
@@ -96,7 +103,8 @@ class Daemon:
         self.sessions = make_session_factory(self.engine)
         # Worklist, metrics and health reads: never the write lock, so they cannot slow ingest.
         self.reads = make_session_factory(self.engine, readonly=True)
-        check_http_exposure(s, self.sessions)  # users live in the database
+        if "api" in self.parts:
+            check_http_exposure(s, self.sessions)  # users live in the database
         # Token lookups only read: on SQLite they must not take the write lock from ingest.
         self.auth = Authenticator(make_session_factory(self.engine, readonly=True), auth_config(s))
 
@@ -148,10 +156,34 @@ class Daemon:
                                     poll_seconds=s.escalation_poll_seconds)
         self._every("escalation", escalation.poll_seconds, escalation.run_once)
         self._every("watchdog", min(30.0, s.task_time_limit_seconds / 4), self._stop_hung_workers)
-        if s.sr_destination:
-            exporter = SrExporter(sessions=self.sessions, config=export_config(s), on_result=metrics.record_sr_export)
-            self._every("sr-export", 1.0, exporter.run_once)
+        self._start_deliveries()
         self._every("stage-metrics", 1.0, StageMetrics(reads=self.reads).run_once)
+
+    def _start_deliveries(self) -> None:
+        """One dispatcher per destination, each on its own thread: one that is down delays no other."""
+        s = self.settings
+        found = destinations(s)
+        with self.sessions() as session:
+            sync_destinations(session, routes(s))  # every process (workers too) reads who receives what
+        metrics_deliveries.start_at_zero(d.name for d in found)
+        self.dispatchers: list[Dispatcher] = []
+        for d in found:
+            sr = d.kind is DestinationKind.DICOM_SR
+            dispatcher = Dispatcher(sessions=self.sessions, config=dispatch_config(s, d),
+                                    sender=make_sender(s, d, self.sessions),
+                                    on_finished=self._sr_finished if sr else metrics_deliveries.record)
+            self.dispatchers.append(dispatcher)
+            self._every(f"deliveries-{d.name}", DELIVERY_POLL_SECONDS, dispatcher.run_once)
+
+    def _sr_finished(self, finished: Finished) -> None:
+        """A DICOM SR delivery also keeps the draft's SR state and the SR export counter."""
+        metrics_deliveries.record(finished)
+        draft = finished.delivery.payload.get("draft") or {}
+        if finished.status in _SR_RESULTS and "id" in draft:
+            metrics.record_sr_export(_SR_RESULTS[finished.status])
+            with self.sessions() as session:
+                record_sr_state(session, draft_id=draft["id"], status=finished.status, detail=finished.detail,
+                                retry_at=finished.retry_at)
 
     def _start_api(self) -> None:
         s = self.settings
@@ -241,6 +273,9 @@ class Daemon:
         if "api" in self.parts:
             limit = self.settings.stat_read_limit_minutes
             extra.append(gauges.database_gauges(self.reads, stat_read_limit_minutes=limit))
+            extra.append(metrics_deliveries.backlog_gauges(
+                self.reads, destinations=[d.name for d in destinations(self.settings)],
+                limit_minutes=self.settings.delivery_backlog_alert_minutes))
         return metrics.render(extra)
 
     def wait(self) -> None:
@@ -264,6 +299,8 @@ class Daemon:
             worker.stop()
         for thread in self._threads:
             thread.join(10)
+        for dispatcher in getattr(self, "dispatchers", []):
+            dispatcher.close()
         self.engine.dispose()
 
 

@@ -38,6 +38,6 @@ def test_each_finding_carries_its_kind_threshold_and_validation_to_the_reader_an
                                     0.1, 1)
         assert drafts.record_draft(session, study_id=job.study_id, revision=job.revision, draft=record, export=True)
     with ctx.sessions() as session:
-        [export] = exports.due(session)
+        export = exports.latest_draft_job(session, study_id=study_id)
     assert {(f.name, f.kind, f.threshold) for f in export.finding_scores} == {
         (r.name, "zero-shot", r.threshold) for r in policy.rules}

@@ -29,7 +29,7 @@ PUBLIC = {
         "BrokerConfig", "WEIGHTS_HINT", "WorkerConfig", "WorkerContext", "create_app", "medgemma_missing", "register",
         "where",
     ],
-    "worker.loops": ["Assembler", "BrokerWatch", "EscalationLoop", "EscalationRound", "ExportConfig", "OutboxRelay", "SrExporter", "Sweep", "SweepConfig"],
+    "worker.loops": ["Assembler", "BrokerWatch", "EscalationLoop", "EscalationRound", "OutboxRelay", "Sweep", "SweepConfig"],
     "worker.backfill": ["Summary", "discover", "embed_files", "read_part10", "run"],
     "scoring": [
         "Assessment", "CxrFoundation", "FindingScores", "HeadSet", "ImageEmbedding", "ModelUnavailable", "Policy",

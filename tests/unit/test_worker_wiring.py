@@ -6,18 +6,26 @@ import subprocess
 import sys
 
 from radtriage.settings import Settings
-from radtriage.wiring import export_config, sweep_config, worker_config
+from radtriage.wiring import IMPLICIT_SR, destinations, dispatch_config, sender_config, sweep_config, worker_config
+
+
+def _sr(settings: Settings):
+    """The DICOM SR destination the legacy sr_destination settings make."""
+    (destination,) = [d for d in destinations(settings) if d.name == IMPLICIT_SR]
+    return sender_config(settings, destination), dispatch_config(settings, destination)
 
 
 def test_sr_export_waits_5_s_doubling_up_to_the_setting(tmp_path) -> None:
-    config = export_config(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=60))
+    config, dispatch = _sr(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=60))
     assert (config.host, config.port) == ("pacs.local", 104)
-    assert [config.backoff.seconds(n) for n in range(6)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert [dispatch.backoff.seconds(n) for n in range(6)] == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    # As before: retried while the PACS is unavailable, however long.
+    assert dispatch.max_attempts is None and dispatch.max_age is None
 
 
 def test_a_cap_below_the_first_wait_is_every_wait(tmp_path) -> None:
-    config = export_config(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=4))
-    assert {config.backoff.seconds(n) for n in range(5)} == {4.0}
+    _config, dispatch = _sr(Settings(data_dir=tmp_path, sr_destination="pacs.local:104", sr_retry_max_seconds=4))
+    assert {dispatch.backoff.seconds(n) for n in range(5)} == {4.0}
 
 
 def test_worker_config_follows_the_settings(tmp_path) -> None:
