@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from common import DraftStatus, EventStage, Priority, StudyStatus, StudyViews, View, views_complete
 from db.models import Event, Instance, Study, utcnow
+from db.non_chest import show_again
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +164,7 @@ def _record(session: Session, new: NewInstance, now: dt.datetime,
             if study.draft_status in (DraftStatus.QUEUED, DraftStatus.DRAFTING):
                 # The draft belongs to the revision being replaced: the new one queues its own.
                 study.move_draft_to(None, now)
+            show_again(study)
             session.add(Event(study_id=study.id, stage=EventStage.REOPENED, detail=f"revision {study.revision}"))
             outcome = IngestOutcome.REOPENED
 

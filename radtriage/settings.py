@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     stat_read_limit_minutes: float = Field(30.0, gt=0, description="A STAT study unread for longer than this fires the RadtriageStatStudyUnread alert (exported as radtriage_read_limit_seconds)")
     claim_idle_minutes: float = Field(30.0, gt=0, description="A reader's claim on a study nobody acted on for this long is released")
     escalation_poll_seconds: float = Field(15.0, gt=0, description="How often waiting-time escalation and idle-claim expiry run")
+    worklist_non_chest: Literal["list", "hide"] = Field("list", description="Studies holding no chest radiograph (hip, dental, a dog's thorax...): list them with the reason \"not a chest radiograph (body part ..., view ...)\", or hide them from the worklist (still found with include_read; a later image brings them back)")
     viewer_url_template: str | None = Field(None, description="Link from each study to the site's viewer, e.g. https://pacs/viewer?StudyInstanceUIDs={study_instance_uid}; placeholders {study_instance_uid} and {accession_number} (unset: no link)")
 
     # HTTP API

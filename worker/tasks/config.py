@@ -63,6 +63,9 @@ class WorkerConfig:
     task_time_limit_seconds : float
     accepted_sop_classes : frozenset of str
         SOP classes the listener accepts; the backfill skips the others as it would.
+    hide_non_chest : bool
+        Keep studies that hold no chest radiograph off the worklist (they are listed, with
+        the reason, otherwise).
     """
 
     database_url: str
@@ -77,3 +80,4 @@ class WorkerConfig:
     task_max_retries: int
     task_time_limit_seconds: float
     accepted_sop_classes: frozenset[str]
+    hide_non_chest: bool = False
