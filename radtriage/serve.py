@@ -32,6 +32,7 @@ from radtriage import gauges, health, metrics, metrics_deliveries
 from radtriage.api import create_api
 from radtriage.auth import Authenticator, auth_config
 from radtriage.listening import build_for_serve
+from radtriage.locations import log_locations
 from radtriage.settings import Settings, embedder_config
 from radtriage.stage_metrics import StageMetrics
 from radtriage.supervisor import WorkerSupervisor
@@ -97,6 +98,7 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
+        log_locations(s, log)  # before the folder is made: a new one is worth a warning
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(s.effective_database_url)
         migrate(self.engine)

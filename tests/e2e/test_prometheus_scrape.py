@@ -188,4 +188,7 @@ def test_prometheus_finds_every_dashboard_query_and_alert_in_a_real_run(run, sam
     about = [line for line in lines if line.get("study_id") == study or study in line.get("study_ids", [])]
     assert len({line["process"] for line in about}) >= 2, about
     assert str(stat.PatientName) not in daemon.log() and str(stat.PatientID) not in daemon.log()
+    # Inside serve the supervised worker is quiet: no Celery banner, no superuser warning.
+    assert "[queues]" not in daemon.log() and "superuser privileges" not in daemon.log()
+    assert all(line.startswith("{") for line in daemon.log().splitlines() if line.strip()), "only JSON lines"
 
