@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, rep
              config_file: str | None) -> None:
     """Triage existing DICOM files as if the PACS had pushed them (resumable)."""
     from db.session import make_engine, migrate
+    from radtriage.locations import log_locations
     from radtriage.logs import configure
     from radtriage.wiring import worker_config
     from worker import backfill as runner
@@ -35,6 +37,7 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, rep
         targets += [Path(line.strip()) for line in list_file.read_text().splitlines() if line.strip()]
     if not targets:
         raise click.UsageError("give at least one PATH or --from-list")
+    log_locations(settings, logging.getLogger("radtriage.backfill"))  # a new, empty folder is warned about
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(make_engine(settings.effective_database_url))
 
@@ -42,6 +45,7 @@ def backfill(paths: tuple[Path, ...], list_file: Path | None, dry_run: bool, rep
     with progress_bars() as bars:
         try:
             summary = runner.run(WorkerContext(worker_config(settings)), targets, dry_run=dry_run,
+                                 lost_after=settings.worker_lost_seconds,
                                  progress=backfill_metrics.counting(bars.track))
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
