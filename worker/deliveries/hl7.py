@@ -33,7 +33,8 @@ from dicom.sr import SCHEME, finding_concept
 from worker.deliveries.mllp import exchange
 from worker.deliveries.notice import Notice, Outcome
 
-__all__ = ["DEFAULT_PRIORITY_MAP", "VERSION", "Hl7Config", "Hl7Sender", "build_message", "parse_ack"]
+__all__ = ["DEFAULT_PRIORITY_MAP", "VERSION", "Hl7Config", "Hl7Sender", "build_message", "parse_ack",
+           "validate"]
 
 VERSION = "2.5.1"
 # HL7 table 0027 (priority): S stat, A as soon as possible, R routine.
@@ -169,7 +170,7 @@ def build_message(notice: Notice, config: Hl7Config, *, now: dt.datetime | None 
         _orm(message, notice, config, now)
     else:
         _oru(message, notice, config, now)
-    _validate(message)
+    validate(message)
     return message
 
 
@@ -178,7 +179,7 @@ def build_message(notice: Notice, config: Hl7Config, *, now: dt.datetime | None 
 _CHOICE_MISSING = re.compile(r"^Error: Missing required child ORM_O01_OBRRQDRQ1RXOODSODT_SUPPGRP\.(RQD|RQ1|RXO|ODS|ODT)$")
 
 
-def _validate(message: Message) -> None:
+def validate(message: Message) -> None:
     """Validate against the 2.5.1 structure.
 
     Raises
