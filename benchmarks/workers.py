@@ -33,6 +33,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from db.models import Study
+from db.session import make_engine, make_session_factory
 from tests.factories import chest_radiograph
 from tests.integration.worker_support import complete_all, ingest, worker_context
 from tests.standins import build_cxr_foundation_standin
@@ -61,9 +62,9 @@ class Studies:
         return out
 
 
-def _triaged(ctx) -> tuple[int, float | None]:
+def _triaged(reads) -> tuple[int, float | None]:
     """How many studies are triaged, and when the last was (epoch seconds)."""
-    with ctx.sessions() as session:
+    with reads() as session:  # read-only: watching must not take SQLite's write lock from the workers
         n, last = session.execute(select(func.count(), func.max(Study.triaged_at)).where(
             Study.triaged_at.is_not(None))).one()
     if last is None:
@@ -82,10 +83,10 @@ def _queue(ctx, studies: Studies, count: int, relay: OutboxRelay) -> float:
     return published_at
 
 
-def _wait(ctx, count: int, worker: subprocess.Popen, timeout: float = 600) -> float:
+def _wait(reads, count: int, worker: subprocess.Popen, timeout: float = 600) -> float:
     deadline = time.monotonic() + timeout
     while True:
-        n, last = _triaged(ctx)
+        n, last = _triaged(reads)
         if n >= count:
             return last
         if worker.poll() is not None or time.monotonic() > deadline:
@@ -96,6 +97,7 @@ def _wait(ctx, count: int, worker: subprocess.Popen, timeout: float = 600) -> fl
 def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: int) -> float:
     """Studies per second of ``radtriage worker -c processes``."""
     ctx = worker_context(folder, model_dir)
+    reads = make_session_factory(make_engine(ctx.config.database_url), readonly=True)
     relay = OutboxRelay(app=create_app(ctx.config.broker), sessions=ctx.sessions)
     env = {**os.environ, "RADTRIAGE_DATA_DIR": str(ctx.config.data_dir), "RADTRIAGE_CXR_FOUNDATION_DIR": str(model_dir),
            "RADTRIAGE_MEDGEMMA_MODEL": str(folder / "no-medgemma"), "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -106,9 +108,9 @@ def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: 
     try:
         warm = 2 * processes  # every child loads its model before the measurement
         _queue(ctx, studies, warm, relay)
-        _wait(ctx, warm, worker)
+        _wait(reads, warm, worker)
         published = _queue(ctx, studies, count, relay)
-        last = _wait(ctx, warm + count, worker)
+        last = _wait(reads, warm + count, worker)
         return count / (last - published)
     finally:
         worker.send_signal(signal.SIGTERM)
