@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import logging
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -291,12 +294,17 @@ def mask_url(url: str | None) -> str | None:
 def load_settings(config_file: Path | str | None = None) -> Settings:
     """Build the settings from the environment and an optional TOML file.
 
+    A ``RADTRIAGE_*`` variable that names no setting is warned about (with the setting it
+    was probably meant for): a typo in the environment would otherwise go unnoticed, while
+    the same typo in the file is refused.
+
     Raises
     ------
     FileNotFoundError
         The named TOML file does not exist.
-    ValueError
-        The TOML file is malformed (pydantic's ``ValidationError`` for bad values).
+    SettingsError
+        The TOML file is malformed, or a value is invalid: the message names each variable
+        (``RADTRIAGE_DICOM_PORT``) or file key at fault, never its value.
     """
     path = config_file or os.environ.get(CONFIG_ENV)
     values: dict[str, Any] = {}
@@ -305,6 +313,68 @@ def load_settings(config_file: Path | str | None = None) -> Settings:
             try:
                 values = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"settings file {path}: {exc}") from exc
+                raise SettingsError(f"settings file {path}: {exc}") from exc
         values = values.get("radtriage", values)
-    return Settings(**values)
+    for name, meant in unknown_variables(os.environ):
+        logging.getLogger(__name__).warning(
+            "environment variable %s names no setting and is ignored%s", name,
+            f"; did you mean {meant}?" if meant else " (`radtriage config --markdown` lists them)")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, path)) from exc
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message says which variable or file key, and why."""
+
+
+# RADTRIAGE_* variables that are read but are not settings: the settings file, the heartbeat
+# sidecar's database, and the test and benchmark harnesses' own.
+_NOT_SETTINGS = frozenset({CONFIG_ENV, "RADTRIAGE_HEARTBEAT_DATABASE_URL"})
+_NOT_SETTINGS_PREFIXES = ("RADTRIAGE_TEST_", "RADTRIAGE_BENCH_")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``dicom_port`` → ``RADTRIAGE_DICOM_PORT``."""
+    return f"RADTRIAGE_{field.upper()}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``RADTRIAGE_*`` variables that name no setting, each with the closest known name (or None)."""
+    known = {env_name(field) for field in Settings.model_fields}
+    unknown = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings reads the environment case-insensitively
+        if (not upper.startswith("RADTRIAGE_") or upper in known or upper in _NOT_SETTINGS
+                or upper.startswith(_NOT_SETTINGS_PREFIXES)):
+            continue
+        close = difflib.get_close_matches(upper, sorted(known | _NOT_SETTINGS), n=1, cutoff=0.75)
+        unknown.append((name, close[0] if close else None))
+    return unknown
+
+
+def _explain(exc: ValidationError, path: Path | str | None) -> str:
+    """One line per error, naming the variable when the value came from the environment.
+
+    The input value is never repeated (it may be a token or a password).
+    """
+    lines = []
+    known = {env_name(field) for field in Settings.model_fields}
+    set_in_env = {name.upper() for name in os.environ if name.upper().startswith("RADTRIAGE_")}
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = ".".join(str(part) for part in error["loc"][1:])
+        if not field:
+            name = "settings"
+        elif env_name(field) in set_in_env:
+            name = env_name(field)
+        elif env_name(field) in known:
+            name = f"{field} (in {path})" if path else env_name(field)
+        else:  # a key of the file that names no setting
+            close = difflib.get_close_matches(field, list(Settings.model_fields), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{field} (in {path}): unknown setting{hint}")
+            continue
+        lines.append(f"{name}{'.' + where if where else ''}: {error['msg']}")
+    return "; ".join(lines)

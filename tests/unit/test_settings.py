@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from radtriage.settings import Settings, load_settings, mask_url, settings_markdown
+from radtriage.settings import Settings, SettingsError, load_settings, mask_url, settings_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -36,8 +37,35 @@ def test_invalid_ae_title_is_refused(title):
 def test_unknown_key_in_file_is_refused(tmp_path):
     config = tmp_path / "radtriage.toml"
     config.write_text("dicom_prot = 1\n")
-    with pytest.raises(ValidationError, match="dicom_prot"):
+    with pytest.raises(ValueError, match="dicom_prot .*unknown setting; did you mean dicom_port"):
         load_settings(config)
+
+
+def test_unknown_variable_is_warned_about_with_the_setting_it_was_meant_for(monkeypatch, caplog):
+    monkeypatch.setenv("RADTRIAGE_DICOM_PROT", "4242")
+    monkeypatch.setenv("RADTRIAGE_COMPLETELY_MADE_UP", "1")
+    monkeypatch.setenv("RADTRIAGE_TEST_SOMETHING", "harness")  # the test harness's own: not a setting, not a typo
+    with caplog.at_level(logging.WARNING, logger="radtriage.settings"):
+        settings = load_settings()
+    assert settings.dicom_port == 11112, "ignored, as before"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("RADTRIAGE_DICOM_PROT" in w and "did you mean RADTRIAGE_DICOM_PORT?" in w for w in warnings)
+    assert any("RADTRIAGE_COMPLETELY_MADE_UP" in w and "did you mean" not in w for w in warnings)
+    assert not any("RADTRIAGE_TEST_SOMETHING" in w for w in warnings)
+
+
+def test_an_invalid_variable_is_named_as_the_variable_without_its_value(monkeypatch, tmp_path):
+    monkeypatch.setenv("RADTRIAGE_DICOM_PORT", "70000")
+    monkeypatch.setenv("RADTRIAGE_HTTP_PORT", "secret-ish")
+    config = tmp_path / "site.toml"
+    config.write_text("stable_seconds = -1\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    message = str(info.value)
+    assert "RADTRIAGE_DICOM_PORT: Input should be less than or equal to 65535" in message
+    assert "RADTRIAGE_HTTP_PORT: Input should be a valid integer" in message
+    assert f"stable_seconds (in {config}): Input should be greater than 0" in message
+    assert "dicom_port:" not in message and "secret-ish" not in message and "70000" not in message
 
 
 def test_malformed_file_names_the_file(tmp_path):
