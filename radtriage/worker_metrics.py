@@ -14,6 +14,7 @@ DRAFT_MODEL = "medgemma"
 # reading it again costs nothing.
 _TRIAGE_LOADED = ("triaged", "failed")
 _DRAFT_LOADED = ("drafted", "failed")
+Record = Callable[[str, float], None]
 
 
 class ModelGauges:
@@ -27,23 +28,20 @@ class ModelGauges:
         for model in filter(None, (self._embedder, self._draft)):
             metrics.MODEL_LOADED.labels(model=model).set(0)
 
-    def after_triage(self, record: Callable[[str, float], None]) -> Callable[[str, float], None]:
+    def after_triage(self, record: Record) -> Record:
         """``record`` (a triage task's outcome and seconds), then the embedder's gauge."""
+        return self._after(record, self._embedder, _TRIAGE_LOADED, self._context.triager)
 
-        def observe(outcome: str, seconds: float) -> None:
-            record(outcome, seconds)
-            if self._embedder and outcome in _TRIAGE_LOADED:
-                self._set(self._embedder, self._context.triager())
-
-        return observe
-
-    def after_draft(self, record: Callable[[str, float], None]) -> Callable[[str, float], None]:
+    def after_draft(self, record: Record) -> Record:
         """``record`` (a draft batch's outcome and seconds), then the draft model's gauge."""
+        return self._after(record, self._draft, _DRAFT_LOADED, self._context.drafter)
 
+    def _after(self, record: Record, model: str | None, loaded_after: tuple[str, ...],
+               loaded: Callable[[], tuple]) -> Record:
         def observe(outcome: str, seconds: float) -> None:
             record(outcome, seconds)
-            if self._draft and outcome in _DRAFT_LOADED:
-                self._set(self._draft, self._context.drafter())
+            if model and outcome in loaded_after:
+                self._set(model, loaded())
 
         return observe
 

@@ -129,3 +129,29 @@ def test_backfill_progress_is_counted_into_the_daemons_metrics(tmp_path):
     for phase, count in (("reading", len(files)), ("triaging", len(files))):
         assert f'radtriage_backfill_planned_total{{phase="{phase}"}} {float(count)}' in text, text
         assert f'radtriage_backfill_done_total{{phase="{phase}"}} {float(count)}' in text, text
+
+
+def test_a_worker_reports_its_model_loaded_once_a_task_has_loaded_it():
+    from radtriage.worker_metrics import ModelGauges
+
+    class Context:  # the two WorkerContext methods the gauges read: (model, None) or (None, reason)
+        loads = 0
+
+        def triager(self):
+            Context.loads += 1
+            return object(), None
+
+        def drafter(self):
+            return None, "MedGemma weights not installed"
+
+    gauge = metrics.MODEL_LOADED
+    outcomes = []
+    models = ModelGauges(Context(), queues=["triage", "draft"], embedder="medsiglip")
+    assert gauge.labels(model="medsiglip")._value.get() == 0 and gauge.labels(model="medgemma")._value.get() == 0
+    after_triage = models.after_triage(lambda outcome, seconds: outcomes.append(outcome))
+    after_triage("skipped", 0.01)  # a skipped task loads nothing: the model is not asked for
+    assert Context.loads == 0 and gauge.labels(model="medsiglip")._value.get() == 0
+    after_triage("triaged", 0.5)
+    assert gauge.labels(model="medsiglip")._value.get() == 1 and outcomes == ["skipped", "triaged"]
+    models.after_draft(lambda *_: None)("failed", 1.0)
+    assert gauge.labels(model="medgemma")._value.get() == 0
