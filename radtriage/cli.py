@@ -12,6 +12,7 @@ import click
 
 from radtriage.cli_audit import audit
 from radtriage.cli_backfill import backfill
+from radtriage.cli_deliveries import deliveries
 from radtriage.cli_dicom import echo, send
 from radtriage.cli_options import config_option, load_cli_settings
 from radtriage.cli_probe import probe
@@ -179,7 +180,7 @@ def migrate(config_file: str | None) -> None:
     click.echo("database is at the newest schema")
 
 
-for command in (backfill, probe, echo, send, users, audit, simulate):  # defined in their own modules
+for command in (backfill, probe, echo, send, users, audit, simulate, deliveries):  # defined in their own modules
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
