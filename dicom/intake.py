@@ -25,7 +25,11 @@ __all__ = ["identify", "take_in"]
 
 
 def take_in(raw: Parts, header: InstanceHeader, *, data_dir: Path, sessions: sessionmaker[Session]) -> Recorded:
-    """Store ``raw`` (a Part 10 file, as pieces) durably, then commit its row; nothing is kept if either fails.
+    """Store ``raw`` durably, then commit its row; nothing is kept if either fails.
+
+    ``raw`` is a Part 10 file: whole, or as the two pieces (preamble and file meta, then the
+    dataset) the listener and backfill hand over. A copy of an image already held is not
+    stored: the outcome is ``DUPLICATE`` with the held copy's study.
 
     Raises
     ------
