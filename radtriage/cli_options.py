@@ -74,6 +74,19 @@ def progress_bars(*, transient: bool = False) -> Iterator[ProgressBars]:
     )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(show_speed=True), TimeRemainingColumn())
+               TaskProgressColumn(show_speed=True), _rate_column(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=transient) as progress:
         yield ProgressBars(progress)
+
+
+def _rate_column():
+    """Items per second of a bar whose total is known (rich's own column shows speed only without one)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None or task.total is None else f"{speed:.1f}/s", style="progress.data.speed")
+
+    return RateColumn()

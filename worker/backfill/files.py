@@ -1,8 +1,9 @@
-"""Finding the files a backfill reads and reading each as the Part 10 bytes a C-STORE would carry."""
+"""Finding the files a backfill reads, lazily, and reading each as the Part 10 bytes a C-STORE would carry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -10,20 +11,47 @@ import pydicom
 from dicom.acceptance import read_file
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Every file under the given folders, the instances a DICOMDIR names, and plain files."""
-    found: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR")
-        elif path.name.upper() == "DICOMDIR":
-            found += _dicomdir_files(path)
-        elif path.is_file():
-            found.append(path)
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Every file under the given folders (in name order), the instances a DICOMDIR names, and
+    plain files, one at a time: an archive of any size is walked without listing it whole.
+
+    Raises
+    ------
+    FileNotFoundError
+        A given path does not exist (checked before the first file is yielded).
+    """
+    roots = list(dict.fromkeys(Path(path) for path in paths))
+    for root in roots:
+        if not root.exists():
+            raise FileNotFoundError(f"no such file or folder: {root}")
+    for root in roots:
+        if root.is_dir():
+            yield from _walk(root)
+        elif root.name.upper() == "DICOMDIR":
+            yield from _dicomdir_files(root)
         else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return list(dict.fromkeys(found))
+            yield root
+
+
+def count_files(paths: Iterable[Path]) -> int:
+    """How many files :func:`iter_files` yields, counted without keeping them (for progress)."""
+    return sum(1 for _ in iter_files(paths))
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """:func:`iter_files` as a list (small inputs only)."""
+    return list(dict.fromkeys(iter_files(paths)))
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    # os.scandir, sorted per folder: the same order as a sorted rglob, one folder in memory at a time.
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=True):
+            yield from _walk(Path(entry.path))
+        elif entry.is_file() and entry.name.upper() != "DICOMDIR":
+            yield Path(entry.path)
 
 
 def _dicomdir_files(path: Path) -> list[Path]:
