@@ -48,6 +48,44 @@ def upgrade() -> None:
     )
 
 
+    _carry_pending_sr_exports()
+
+
+def _carry_pending_sr_exports() -> None:
+    """SR exports still pending under the old export loop become deliveries to the destination
+    the sr_destination settings now make ("pacs-sr"), so an upgrade sends them as before."""
+    import datetime as dt
+    import secrets
+
+    bind = op.get_bind()
+    drafts = bind.execute(sa.text(
+        "SELECT d.id, d.study_id, d.revision, d.findings, d.impression, d.model_id, d.model_version, "
+        "d.prompt_version, d.disclaimer, s.ordered_priority, s.priority, s.urgency_score "
+        "FROM drafts d JOIN studies s ON s.id = d.study_id WHERE d.sr_status = 'pending' ORDER BY d.id")).all()
+    if not drafts:
+        return
+    now = dt.datetime.now(dt.UTC)
+    deliveries = sa.table("deliveries", *(sa.column(c) for c in (
+        "destination", "study_id", "revision", "seq", "content", "status", "control_id", "attempts",
+        "next_attempt_at", "created_at")), sa.column("payload", sa.JSON()))
+    seq: dict[int, int] = {}
+    rows = []
+    for (draft_id, study_id, revision, findings, impression, model_id, model_version, prompt_version, disclaimer,
+         ordered, priority, urgency) in drafts:
+        seq[study_id] = seq.get(study_id, 0) + 1
+        rows.append({
+            "destination": "pacs-sr", "study_id": study_id, "revision": revision, "seq": seq[study_id],
+            "content": "draft", "status": "pending", "control_id": "RT" + secrets.token_hex(9).upper(),
+            "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "payload": {"revision": revision, "ordered_priority": ordered, "priority": priority,
+                        "previous_priority": None, "escalated_from": None, "urgency_score": urgency, "reasons": [],
+                        "findings": [], "draft": {"id": draft_id, "findings": findings, "impression": impression,
+                                                  "model_id": model_id, "model_version": model_version,
+                                                  "prompt_version": prompt_version, "disclaimer": disclaimer}},
+        })
+    op.bulk_insert(deliveries, rows)
+
+
 def downgrade() -> None:
     op.drop_table("delivery_destinations")
     op.drop_index("ix_deliveries_due", table_name="deliveries")
