@@ -44,8 +44,9 @@ class ScoreRecord:
 
 
 def instance_infos(study: Study) -> tuple[InstanceInfo, ...]:
-    """The study's instances, the newest revision of each SOP instance only."""
-    newest = {i.sop_instance_uid: i for i in sorted(study.instances, key=lambda i: i.id)}
+    """The study's instances, the newest revision of each SOP instance only (none whose file
+    retention purged: a study reopened long after has only its new images to score)."""
+    newest = {i.sop_instance_uid: i for i in sorted(study.instances, key=lambda i: i.id) if i.purged_at is None}
     return tuple(
         InstanceInfo(i.id, i.sop_instance_uid, i.path, i.sop_class_uid, i.modality, i.body_part, i.view_position)
         for i in sorted(newest.values(), key=lambda i: i.id)

@@ -16,6 +16,7 @@ from radtriage.cli_deliveries import deliveries
 from radtriage.cli_dicom import echo, send
 from radtriage.cli_options import config_option, load_cli_settings
 from radtriage.cli_probe import probe
+from radtriage.cli_purge import purge
 from radtriage.cli_simulate import simulate
 from radtriage.cli_users import users
 
@@ -180,7 +181,7 @@ def migrate(config_file: str | None) -> None:
     click.echo("database is at the newest schema")
 
 
-for command in (backfill, probe, echo, send, users, audit, simulate, deliveries):  # defined in their own modules
+for command in (backfill, probe, echo, send, users, audit, simulate, deliveries, purge):  # in their own modules
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,7 @@ from worker.tasks import WEIGHTS_HINT, create_app, medgemma_missing
 log = logging.getLogger(__name__)
 
 DELIVERY_POLL_SECONDS = 0.5  # each destination looks for due deliveries this often
+RETENTION_EVERY_SECONDS = 24 * 3600
 _SR_RESULTS = {DeliveryStatus.SENT: "sent", DeliveryStatus.PENDING: "retry", DeliveryStatus.DEAD: "failed"}
 
 
@@ -160,6 +161,15 @@ class Daemon:
         self._every("watchdog", min(30.0, s.task_time_limit_seconds / 4), self._stop_hung_workers)
         self._start_deliveries()
         self._every("stage-metrics", 1.0, StageMetrics(reads=self.reads).run_once)
+        if s.retention_days:  # at start, then daily
+            self._every("retention", RETENTION_EVERY_SECONDS, self._purge)
+
+    def _purge(self) -> None:
+        from db.retention import purge
+
+        purged = purge(self.sessions, data_dir=self.settings.data_dir.resolve(),
+                       older_than=dt.timedelta(days=self.settings.retention_days))
+        log.info("retention: purged %s", purged)
 
     def _start_deliveries(self) -> None:
         """One dispatcher per destination, each on its own thread: one that is down delays no other."""

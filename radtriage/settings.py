@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     # storage and database
     data_dir: Path = Field(Path("radtriage-data"), description="Folder for received images, the embedded queue and the SQLite database")
     database_url: str | None = Field(None, description="SQLAlchemy URL of the worklist database (default: SQLite in the data folder)")
+    retention_days: int = Field(0, ge=0, description="Purge stored images, embeddings, sent outbox rows, events and sent deliveries older than this many days, daily (studies and the audit trail stay; preview with `radtriage purge --dry-run`); 0 keeps everything")
 
     # queue
     broker_url: str | None = Field(None, description="Celery broker URL, e.g. redis://host:6379/0 (default: embedded, no server)")
