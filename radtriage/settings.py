@@ -85,9 +85,9 @@ class Settings(BaseSettings):
     medgemma_model: str = Field("google/medgemma-1.5-4b-it", description="MedGemma folder or Hugging Face id (offline: a local folder or the HF cache)")
     medgemma_max_new_tokens: int = Field(300, ge=1, description="Longest draft, in generated tokens")
     draft_batch: int = Field(4, ge=1, description="Studies a draft worker generates in one batch, most urgent first")
-    sr_destination: str | None = Field(None, description="HOST:PORT of the PACS that receives draft reports as DICOM SR (unset: no export)")
+    sr_destination: str | None = Field(None, description="HOST:PORT of the PACS that receives draft reports as DICOM SR: a DICOM SR destination named pacs-sr (unset: none; see destinations)")
     sr_destination_ae_title: str = Field("PACS", description="Called AE title of the SR destination")
-    sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between SR export attempts (exponential backoff)")
+    sr_retry_max_seconds: float = Field(600.0, gt=0, description="Longest wait between attempts to send an SR to sr_destination (from 5 s, doubled per attempt; retried without limit)")
 
     # deliveries to the site's systems (radtriage.destinations; docs/integration.md)
     destinations: list[Destination] = Field([], description="Where priority changes, escalations, results and drafts are delivered: a TOML array of tables [[destinations]] (kind hl7v2, fhir, webhook or dicom-sr; see docs/integration.md), or JSON in the environment")
