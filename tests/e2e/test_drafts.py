@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -95,7 +96,8 @@ def test_sr_reaches_pacs_once_after_destination_comes_back(tmp_path, cxr_foundat
         first = [radiograph(seed=i) for i in range(2)]
         assert c_store(daemon.dicom_port, first) == [SUCCESS, SUCCESS]
         daemon.wait_for(lambda: sum(i["draft_status"] == "drafted" for i in daemon.worklist()) == 2, 120, "drafts")
-        daemon.wait_for(lambda: "radtriage_sr_exports_total{result=\"retry\"}" in daemon.get("/metrics"), 30,
+        retries = re.compile(r'^radtriage_sr_exports_total\{result="retry"\} (\S+)$', re.MULTILINE)
+        daemon.wait_for(lambda: float(retries.search(daemon.get("/metrics")).group(1)) > 0, 30,
                         "a failed export attempt while the PACS is down")
 
         # The destination being down delays nothing else: a new study is triaged at once.
