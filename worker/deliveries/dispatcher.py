@@ -116,7 +116,11 @@ class Dispatcher:
             outcome = Outcome("retry" if not isinstance(exc, InvalidDicomError) else "refused",
                               f"study header unreadable: {type(exc).__name__}")
         else:
-            outcome = self.sender.send(notice)
+            try:
+                outcome = self.sender.send(notice)
+            except Exception as exc:  # noqa: BLE001  a sender's bug: counted and backed off, never a hot loop
+                log.error("sender of %s failed on delivery #%d (%s)", self.config.name, row.id, type(exc).__name__)
+                outcome = Outcome("retry", f"sender error: {type(exc).__name__}")
         return self._record(row, outcome)
 
     def _record(self, row: DueDelivery, outcome: Outcome) -> Finished | None:
