@@ -1,10 +1,11 @@
 """A RIS stand-in from a library we did not write: python-hl7's asyncio MLLP server on a loopback
-port, in a thread of its own. It keeps every message it receives and answers each with the next
+port, in a thread of its own (optionally over TLS). It keeps every message it receives and answers each with the next
 acknowledgement code of a script (then AA)."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterable
 from typing import Self
@@ -21,7 +22,7 @@ class MllpReceiver:
     """``answers``: the acknowledgement codes of the first messages, e.g. ``["AE", "AE"]``; None
     in the script: hold that message unanswered until :meth:`release`."""
 
-    def __init__(self, answers: Iterable[str | None] = (), *, port: int = 0) -> None:
+    def __init__(self, answers: Iterable[str | None] = (), *, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[str] = []
         self.acked: list[str] = []  # control ids answered AA, in order
         self.answers = list(answers)
@@ -29,11 +30,11 @@ class MllpReceiver:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mllp-receiver", daemon=True)
         self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(self._start(port), self._loop).result(10)
+        self._server = asyncio.run_coroutine_threadsafe(self._start(port, tls), self._loop).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def _start(self, port: int):
-        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", port)
+    async def _start(self, port: int, tls: ssl.SSLContext | None):
+        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", port, ssl=tls)
 
     async def _client(self, reader, writer) -> None:
         try:
@@ -48,7 +49,7 @@ class MllpReceiver:
                     self.acked.append(str(message.segment("MSH")[10]))
                 writer.writemessage(message.create_ack(code))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ssl
 
 import pytest
 from sqlalchemy import update
@@ -14,6 +15,7 @@ from common import DISCLAIMER, Priority, Waits
 from common.delivery import Content, DeliveryStatus
 from db.escalation import escalate_due
 from db.models import Delivery, Study, utcnow
+from dicom.access import client_tls_context
 from tests.e2e.daemon import free_port
 from tests.integration.hl7_support import (
     dispatcher,
@@ -25,6 +27,8 @@ from tests.integration.hl7_support import (
     triage,
 )
 from tests.integration.mllp_receiver import MllpReceiver, field, validated
+from tests.integration.notice_factory import notice
+from worker.deliveries.hl7 import Hl7Config, Hl7Sender
 
 ALL = frozenset(Content)
 LATER = dt.timedelta(hours=1)  # "now" for a round after every backoff has run out
@@ -223,3 +227,20 @@ def _due(sessions, study_id: int):
     with sessions() as session:
         [row] = [d for d in due(session, destination="ris") if d.study_id == study_id]
     return row
+
+
+def test_mllp_over_tls_with_a_client_certificate(pki) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.pem"))
+    server.load_cert_chain(pki / "server.pem", pki / "server.key")
+    server.verify_mode = ssl.CERT_REQUIRED
+    with MllpReceiver(tls=server) as ris:
+        mutual = client_tls_context(ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key")
+        delivered = Hl7Sender(Hl7Config(host="127.0.0.1", port=ris.port, timeout=3.0, tls=mutual)).send(
+            notice(Content.RESULT))
+        without_certificate = Hl7Sender(Hl7Config(host="127.0.0.1", port=ris.port, timeout=3.0,
+                                                  tls=client_tls_context(ca=pki / "ca.pem"))).send(notice())
+        plain = Hl7Sender(Hl7Config(host="127.0.0.1", port=ris.port, timeout=3.0)).send(notice())
+        received = list(ris.received)
+    assert (delivered.result, delivered.detail) == ("delivered", "ORU^R01: AA")
+    assert without_certificate.result == "retry" and plain.result == "retry"
+    assert len(received) == 1  # only the mutually authenticated connection got a message through
