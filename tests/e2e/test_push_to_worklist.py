@@ -12,6 +12,8 @@ from tests.e2e.daemon import Daemon, as_sent_by_dcmtk
 pytestmark = pytest.mark.e2e
 
 NO_META = "CR-MONO1-10-chest.dcm"  # a file without meta header: only storescu sends it
+# A dog's lateral thorax (its header says CANINE): on the worklist, but as no chest radiograph.
+VETERINARY = "highdicom_dx_image.dcm"
 
 
 def chest_files(samples):
@@ -39,6 +41,8 @@ def expected_assessments(files, model_dir):
     per_study: dict[str, list] = {}
     orders: dict[str, Priority] = {}
     for path in files:
+        if path.name == VETERINARY:
+            continue
         ds = pydicom.dcmread(path, force=True)
         _, scores = triager.score_png(to_model_png(ds))
         per_study.setdefault(str(ds.StudyInstanceUID), []).append(scores)
@@ -67,9 +71,14 @@ def assert_stored_byte_equal(daemon: Daemon, files) -> None:
 
 def check_scored_worklist(daemon: Daemon, files, model_dir) -> None:
     expected = expected_assessments(files, model_dir)
-    items = daemon.wait_triaged(len(expected))
-    assert {i["study_instance_uid"] for i in items} == set(expected)
+    animal = str(pydicom.dcmread(files[[f.name for f in files].index(VETERINARY)]).StudyInstanceUID)
+    items = daemon.wait_triaged(len(expected) + 1)
+    assert {i["study_instance_uid"] for i in items} == set(expected) | {animal}
     for item in items:
+        if item["study_instance_uid"] == animal:
+            assert item["status"] == "triaged" and item["urgency_score"] is None
+            assert item["reasons"][0] == "not a chest radiograph (body part THORAX, view not recorded)"
+            continue
         want = expected[item["study_instance_uid"]]
         assert item["status"] == "triaged", item
         assert item["priority"] == want.priority.value
