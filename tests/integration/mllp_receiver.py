@@ -63,10 +63,14 @@ class MllpReceiver:
 
     def close(self) -> None:
         self._release.set()
-        self._server.close()
-        asyncio.run_coroutine_threadsafe(self._server.wait_closed(), self._loop).result(10)
+        # The server belongs to the receiver's loop: it is closed there, never from this thread.
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    async def _stop(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
 
     def __enter__(self) -> Self:
         return self
