@@ -38,7 +38,6 @@ from radtriage.stage_metrics import StageMetrics
 from radtriage.supervisor import WorkerSupervisor
 from radtriage.wiring import broker_config, destinations, dispatch_config, make_sender, routes, sweep_config
 from scoring.backends import missing_for
-from worker.deliveries.dicom_sr import record_sr_state
 from worker.deliveries.dispatcher import Dispatcher, Finished
 from worker.heartbeat import worker_name
 from worker.loops import Assembler, BrokerWatch, EscalationLoop, OutboxRelay, Sweep
@@ -190,6 +189,8 @@ class Daemon:
     def _sr_finished(self, finished: Finished) -> None:
         """A DICOM SR delivery also keeps the draft's SR state and the SR export counter."""
         metrics_deliveries.record(finished)
+        from worker.deliveries.dicom_sr import record_sr_state  # highdicom: only where SRs are sent
+
         draft = finished.delivery.payload.get("draft") or {}
         if finished.status in _SR_RESULTS and "id" in draft:
             metrics.record_sr_export(_SR_RESULTS[finished.status])

@@ -330,9 +330,9 @@ class SettingsError(ValueError):
     """Settings that cannot be used; the message says which variable or file key, and why."""
 
 
-# RADTRIAGE_* variables that are read but are not settings: the settings file, the heartbeat
-# sidecar's database, and the test and benchmark harnesses' own.
-_NOT_SETTINGS = frozenset({CONFIG_ENV, "RADTRIAGE_HEARTBEAT_DATABASE_URL"})
+# RADTRIAGE_* variables that are read but are not settings: the settings file, and the test and
+# benchmark harnesses' own.
+_NOT_SETTINGS = frozenset({CONFIG_ENV})
 _NOT_SETTINGS_PREFIXES = ("RADTRIAGE_TEST_", "RADTRIAGE_BENCH_")
 
 

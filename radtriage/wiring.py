@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,15 +20,17 @@ from radtriage.destinations import (
     WebhookDestination,
 )
 from radtriage.settings import Settings, embedder_config
-from worker.deliveries.dicom_sr import DicomSrConfig, DicomSrSender
 from worker.deliveries.dispatcher import DispatchConfig
-from worker.deliveries.fhir import FhirConfig, FhirSender
-from worker.deliveries.hl7 import DEFAULT_PRIORITY_MAP as HL7_PRIORITY_MAP
-from worker.deliveries.hl7 import Hl7Config, Hl7Sender
 from worker.deliveries.notice import Sender
-from worker.deliveries.webhook import WebhookConfig, WebhookSender
 from worker.loops import SweepConfig
 from worker.tasks import BrokerConfig, WorkerConfig
+
+if TYPE_CHECKING:  # each sender's module is imported where a destination of its kind is built:
+    # a worker or a daemon without that kind of destination never loads highdicom, fhir.resources, httpx
+    from worker.deliveries.dicom_sr import DicomSrConfig
+    from worker.deliveries.fhir import FhirConfig
+    from worker.deliveries.hl7 import Hl7Config
+    from worker.deliveries.webhook import WebhookConfig
 
 # The first wait after the SR destination turned out unavailable; doubled per attempt up to
 # sr_retry_max_seconds.
@@ -117,12 +120,17 @@ def sender_config(s: Settings, d) -> Hl7Config | FhirConfig | WebhookConfig | Di
         A TLS file cannot be read.
     """
     if isinstance(d, Hl7Destination):
+        from worker.deliveries.hl7 import DEFAULT_PRIORITY_MAP as HL7_PRIORITY_MAP
+        from worker.deliveries.hl7 import Hl7Config
+
         return Hl7Config(host=d.host, port=d.port, message_type=d.message_type,
                          sending_application=d.sending_application, sending_facility=d.sending_facility,
                          receiving_application=d.receiving_application, receiving_facility=d.receiving_facility,
                          processing_id=d.processing_id, priority_map=d.codes or dict(HL7_PRIORITY_MAP),
                          timeout=d.timeout_seconds, tls=_tls(d))
     if isinstance(d, FhirDestination):
+        from worker.deliveries.fhir import FhirConfig
+
         extra = {"priority_map": d.codes} if d.codes else {}
         return FhirConfig(base_url=d.url, mode=d.mode,
                           bearer_token=None if d.bearer_token is None else d.bearer_token.get_secret_value(),
@@ -130,11 +138,15 @@ def sender_config(s: Settings, d) -> Hl7Config | FhirConfig | WebhookConfig | Di
                           timeout=d.timeout_seconds, accession_system=d.accession_system,
                           patient_id_system=d.patient_id_system, **extra)
     if isinstance(d, WebhookDestination):
+        from worker.deliveries.webhook import WebhookConfig
+
         return WebhookConfig(url=d.url, secret=d.secret.get_secret_value(), timeout=d.timeout_seconds,
                              headers={k: v.get_secret_value() for k, v in d.headers.items()},
                              priority_map=d.codes, ca_bundle=_path(d.tls_ca), client_cert=_path(d.tls_cert),
                              client_key=_path(d.tls_key))
     if isinstance(d, DicomSrDestination):
+        from worker.deliveries.dicom_sr import DicomSrConfig
+
         return DicomSrConfig(host=d.host, port=d.port, called_ae=d.ae_title, calling_ae=s.ae_title,
                              data_dir=s.data_dir.resolve(), timeout=d.timeout_seconds, tls=_tls(d))
     raise ValueError(f"unknown destination kind {d.kind!r}")
@@ -142,11 +154,19 @@ def sender_config(s: Settings, d) -> Hl7Config | FhirConfig | WebhookConfig | Di
 
 def make_sender(s: Settings, d, sessions: sessionmaker[Session]) -> Sender:
     """The sender of one destination (DICOM SR reads the draft through ``sessions``)."""
-    config = sender_config(s, d)
-    if isinstance(config, Hl7Config):
+    config = sender_config(s, d)  # imports the module of its kind
+    if isinstance(d, Hl7Destination):
+        from worker.deliveries.hl7 import Hl7Sender
+
         return Hl7Sender(config)
-    if isinstance(config, FhirConfig):
+    if isinstance(d, FhirDestination):
+        from worker.deliveries.fhir import FhirSender
+
         return FhirSender(config)
-    if isinstance(config, WebhookConfig):
+    if isinstance(d, WebhookDestination):
+        from worker.deliveries.webhook import WebhookSender
+
         return WebhookSender(config)
+    from worker.deliveries.dicom_sr import DicomSrSender
+
     return DicomSrSender(config, sessions=sessions)

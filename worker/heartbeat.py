@@ -1,23 +1,22 @@
-"""Worker heartbeats, sent by a small sidecar process so that a worker busy holding the GIL
-(a model loading for seconds) is never mistaken for a dead one.
+"""Worker heartbeats: a daemon thread in each worker process beats for it (``host:pid``), so the
+sweep can tell a dead worker from a busy one, and removes the row when the worker stops.
 
-The sidecar beats for its parent (``host:parent-pid``) until the parent exits, then removes
-the parent's row, so the sweep can re-drive what the parent had claimed.
+A thread, not a sidecar process: a sidecar cost a whole interpreter per worker (~58 MB) to
+survive a worker holding the GIL for seconds. A beat needs the GIL for a moment every
+``lost_after / 3`` seconds; model loading and inference run in C with the GIL released most of
+the time, and Python hands the GIL to another thread every few milliseconds otherwise, so a
+busy worker still beats well within ``lost_after``. A worker that dies stops beating, and the
+supervisor (or, silent for ``lost_after``, the sweep) re-drives what it had claimed.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
-import subprocess
-import sys
-import time
+import threading
 
 log = logging.getLogger(__name__)
-
-_URL_ENV = "RADTRIAGE_HEARTBEAT_DATABASE_URL"
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -25,42 +24,57 @@ def worker_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
-def start(database_url: str, *, queues: str, lost_after: float) -> subprocess.Popen:
-    """Start the sidecar for this process; it beats three times per ``lost_after``."""
-    interval = max(0.5, min(5.0, lost_after / 3))
-    env = {**os.environ, _URL_ENV: database_url}  # not on the command line: it may hold a password
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker.heartbeat", "--name", worker_name(), "--queues", queues,
-         "--interval", str(interval), "--parent", str(os.getpid())],
-        env=env,
-    )
+class Heartbeat:
+    """Beats for this process every ``interval`` seconds from a daemon thread until :meth:`terminate`.
 
+    Parameters
+    ----------
+    database_url : str
+        Where the ``worker_heartbeats`` table is (an engine of its own: no pool is shared with tasks).
+    queues : str
+        The queues the worker consumes, as recorded with each beat.
+    interval : float
+        Seconds between beats.
+    """
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--queues", required=True)
-    parser.add_argument("--interval", type=float, required=True)
-    parser.add_argument("--parent", type=int, required=True)
-    args = parser.parse_args(argv)
+    def __init__(self, database_url: str, *, queues: str, interval: float) -> None:
+        self.name = worker_name()
+        self._url, self._queues, self._interval = database_url, queues, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
-    from db import heartbeats
-    from db.session import make_engine, make_session_factory
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
 
-    sessions = make_session_factory(make_engine(os.environ[_URL_ENV]))
-    while os.getppid() == args.parent:
+    def terminate(self) -> None:
+        """Stop beating and remove this worker's row (it no longer runs anything)."""
+        self._stop.set()
+        self._thread.join(timeout=max(5.0, self._interval))
+
+    def _run(self) -> None:
+        from db import heartbeats
+        from db.session import make_engine, make_session_factory
+
+        engine = make_engine(self._url)
+        sessions = make_session_factory(engine)
+        while not self._stop.is_set():
+            try:
+                with sessions() as session:
+                    heartbeats.beat(session, name=self.name, queues=self._queues)
+            except Exception as exc:  # noqa: BLE001  the database being away must not end the beats
+                log.warning("heartbeat failed (%s)", type(exc).__name__)
+            self._stop.wait(self._interval)
         try:
             with sessions() as session:
-                heartbeats.beat(session, name=args.name, queues=args.queues)
-        except Exception as exc:  # the database being away must not end the sidecar
-            log.warning("heartbeat failed (%s)", type(exc).__name__)
-        time.sleep(args.interval)
-    try:
-        with sessions() as session:
-            heartbeats.forget(session, name=args.name)
-    except Exception:
-        pass
+                heartbeats.forget(session, name=self.name)
+        except Exception as exc:  # noqa: BLE001  the sweep forgets it once it is silent
+            log.warning("heartbeat row not removed (%s)", type(exc).__name__)
+        engine.dispose()
 
 
-if __name__ == "__main__":
-    main()
+def start(database_url: str, *, queues: str, lost_after: float) -> Heartbeat:
+    """Start beating for this process (call it in the process that runs the tasks: after a
+    fork, each child starts its own); it beats three times per ``lost_after``."""
+    interval = max(0.5, min(5.0, lost_after / 3))
+    return Heartbeat(database_url, queues=queues, interval=interval).start()

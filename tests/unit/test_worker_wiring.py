@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import time
 
 from radtriage.settings import Settings
 from radtriage.wiring import IMPLICIT_SR, destinations, dispatch_config, sender_config, sweep_config, worker_config
@@ -42,10 +41,22 @@ def test_worker_config_follows_the_settings(tmp_path) -> None:
     assert sweep_config(settings).worker_lost_seconds == settings.worker_lost_seconds
 
 
-def test_the_heartbeat_sidecar_runs_as_a_module() -> None:
-    # ``worker.heartbeat.start`` launches it with ``python -m``; a moved module would only
-    # show as workers presumed dead.
-    proc = subprocess.run([sys.executable, "-m", "worker.heartbeat", "--help"], capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0 and "--parent" in proc.stdout
-    assert "RuntimeWarning" not in proc.stderr
+def test_the_heartbeat_beats_from_a_thread_and_removes_its_row_when_stopped(tmp_path) -> None:
+    from db.heartbeats import fresh_names
+    from db.session import make_engine, make_session_factory, migrate
+    from worker import heartbeat
+
+    url = f"sqlite:///{tmp_path / 'beats.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    beats = heartbeat.start(url, queues="triage", lost_after=1.5)  # a beat every 0.5 s
+    try:
+        time.sleep(1.2)  # the worker's own thread is busy meanwhile: the beats go on
+        with sessions() as session:
+            assert fresh_names(session, within_seconds=1.0) == {heartbeat.worker_name()}
+    finally:
+        beats.terminate()
+    with sessions() as session:
+        assert fresh_names(session, within_seconds=60) == set()  # gone: the sweep may re-drive at once
+    engine.dispose()
