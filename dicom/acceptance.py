@@ -27,13 +27,14 @@ from pydicom import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, ImplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 from db.ingest import InstanceHeader
 from dicom.errors import DatasetMismatch, InvalidDataset, MissingAttribute, SopClassNotAccepted
 from dicom.order import ordered_priority
 from dicom.views import expected_instances, view_of
 
-__all__ = ["Part10", "identify", "read_file", "split_part10"]
+__all__ = ["Part10", "check_encoding", "identify", "read_file", "split_part10"]
 
 # PS3.5 9.1: digits and dots, 64 characters at most. Leading zeros in a component are
 # invalid too, but legacy modalities send them and refusing those images helps nobody.
@@ -107,6 +108,38 @@ def _identify(ds: Dataset, transfer_syntax: str, accepted: Collection[str] | Non
     )
 
 
+_VRS = frozenset(vr.value.encode() for vr in VR)
+
+
+def check_encoding(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> None:
+    """Refuse a dataset whose bytes contradict its transfer syntax (0xC210).
+
+    pydicom reads such a dataset anyway (it switches VR mode on the fly), and it would be
+    stored labelled with a syntax it is not in, unreadable later. The first element tells:
+    its group read in the declared byte order is a small one (datasets begin with group
+    0x0008 or near it), and an explicit VR syntax has two VR letters after the tag, an
+    implicit one a length whose low bytes are not (a first element of 16 KiB or more
+    would be needed to look like letters). A deflated dataset is not judged here.
+
+    Raises
+    ------
+    InvalidDataset
+        The byte order or the VR mode contradicts ``transfer_syntax``.
+    """
+    syntax = UID(transfer_syntax)
+    head = bytes(dataset_bytes[:6])
+    if syntax.is_deflated or len(head) < 6:
+        return  # inflated and read whole by pydicom; too short to judge: identify refuses it
+    declared = int.from_bytes(head[:2], "little" if syntax.is_little_endian else "big")
+    swapped = int.from_bytes(head[:2], "big" if syntax.is_little_endian else "little")
+    if declared > 0xFF >= swapped:
+        raise InvalidDataset("the dataset's byte order contradicts its transfer syntax")
+    explicit = head[4:6] in _VRS
+    if explicit == syntax.is_implicit_VR:
+        raise InvalidDataset(f"the dataset is encoded with {'explicit' if explicit else 'implicit'} VR, "
+                             "contradicting its transfer syntax")
+
+
 def _check_image_pixel_module(ds: Dataset, transfer_syntax: UID) -> None:
     """The Image Pixel module (PS3.3 C.7.6.3) is mandatory in every image storage class."""
     if "PixelData" not in ds:
@@ -120,12 +153,23 @@ def _check_image_pixel_module(ds: Dataset, transfer_syntax: UID) -> None:
     if not _text(ds, "PhotometricInterpretation"):
         raise DatasetMismatch("Image Pixel module attribute PhotometricInterpretation is missing")
     _check_pixel_values(ds, values)
+    if transfer_syntax.is_compressed and not _encapsulated(ds):
+        # Stored as received, it would be labelled with a syntax it is not in (PS3.5 A.4).
+        raise InvalidDataset("native Pixel Data under a compressed transfer syntax")
     if not transfer_syntax.is_compressed:
         # Native pixel data has a known length; a shorter one is a truncated image.
         frames = _frames(ds)
         bits = values["Rows"] * values["Columns"] * values["SamplesPerPixel"] * values["BitsAllocated"] * frames
         if _value_length(ds, "PixelData") < (bits + 7) // 8:
             raise DatasetMismatch("Pixel Data is shorter than its Rows, Columns and Bits Allocated require")
+
+
+def _encapsulated(ds: Dataset) -> bool:
+    """Whether Pixel Data is encapsulated (undefined length, PS3.5 A.4), without reading it."""
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if hasattr(element, "is_undefined_length"):
+        return bool(element.is_undefined_length)
+    return element.length == 0xFFFFFFFF
 
 
 def _check_pixel_values(ds: Dataset, values: dict[str, int]) -> None:
@@ -227,6 +271,7 @@ def read_file(path: Path) -> Part10:
         raise InvalidDataset("not a DICOM file (no DICM preamble, and no SOP Class, SOP Instance "
                              "or Study Instance UID where a bare dataset would have them)")
     if has_preamble and syntax:
+        check_encoding(memoryview(raw)[offset:offset + 6], str(syntax))  # as the listener checks what it receives
         return Part10(raw[:offset], memoryview(raw)[offset:], ds, str(syntax))
     syntax = str(syntax or _bare_syntax(ds))
     ds.file_meta = pydicom.dataset.FileMetaDataset()

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.valuerep import VR
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -34,14 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from common import ACCEPTED_SOP_CLASSES
 from db.ingest import InstanceHeader
 from dicom import status
-from dicom.acceptance import identify
+from dicom.acceptance import check_encoding, identify
 from dicom.access import AccessPolicy, AllowedPeer, check_exposure
 from dicom.errors import InvalidDataset
 from dicom.intake import take_in
 from dicom.netseam import HandedOverServer, serve_handed_over, serve_in_background
-from dicom.peer_log import quiet_pynetdicom
+from dicom.peer_log import limit_per_peer, quiet_pynetdicom
 
-log = logging.getLogger(__name__)
+log = limit_per_peer(logging.getLogger(__name__))  # lines about a peer name it: extra={"peer": address}
 
 # A-ASSOCIATE-RJ (result, source, diagnostic) for each refusal: permanent, by the service
 # user, "calling AE title not recognised" / "called AE title not recognised" (PS3.8 9.3.4).
@@ -99,7 +98,8 @@ class StoreHandler:
 
     def _store(self, event: evt.Event) -> tuple[int, str]:
         syntax, accepted = str(event.context.transfer_syntax), self.accepted_sop_classes
-        _check_encoding(event)
+        with event.request.DataSet.getbuffer() as received:
+            check_encoding(received[:6], syntax)  # the accept rule's, as backfill and send apply it to files
         try:
             new = identify(_header(event), syntax, accepted_sop_classes=accepted)
         except Exception:
@@ -116,36 +116,6 @@ class StoreHandler:
 # Values longer than this are not read while checking a dataset: Pixel Data stays in the
 # receive buffer, and only its length is looked at (``dicom.intake``).
 _DEFER_BYTES = 64 * 1024
-
-
-_VRS = frozenset(vr.value.encode() for vr in VR)
-
-
-def _check_encoding(event: evt.Event) -> None:
-    """Refuse a dataset whose bytes contradict the negotiated transfer syntax (0xC210).
-
-    pydicom reads such a dataset anyway (it switches VR mode on the fly), and it would be
-    stored labelled with a syntax it is not in, unreadable later. The first element tells:
-    its group read in the declared byte order is a small one (datasets begin with group
-    0x0008 or near it), and an explicit VR syntax has two VR letters after the tag, an
-    implicit one a length whose low bytes are not (a first element of 16 KiB or more
-    would be needed to look like letters).
-    """
-    syntax = event.context.transfer_syntax
-    if syntax.is_deflated:
-        return  # compressed on the wire: pydicom inflates it and reads it whole
-    with event.request.DataSet.getbuffer() as received:
-        head = bytes(received[:6])
-    if len(head) < 6:
-        return  # nothing to judge: identify refuses it
-    declared = int.from_bytes(head[:2], "little" if syntax.is_little_endian else "big")
-    swapped = int.from_bytes(head[:2], "big" if syntax.is_little_endian else "little")
-    if declared > 0xFF >= swapped:
-        raise InvalidDataset("the dataset's byte order contradicts its transfer syntax")
-    explicit = head[4:6] in _VRS
-    if explicit == syntax.is_implicit_VR:
-        raise InvalidDataset(f"the dataset is encoded with {'explicit' if explicit else 'implicit'} VR, "
-                             "contradicting its transfer syntax")
 
 
 def _header(event: evt.Event) -> Dataset:
@@ -355,7 +325,7 @@ class Listener:
         if reason is None:
             return
         log.warning("association from %s (calling AE %r, called AE %r) rejected: %s", address,
-                    str(request.calling_ae_title), str(request.called_ae_title), reason)
+                    str(request.calling_ae_title), str(request.called_ae_title), reason, extra={"peer": address})
         self._on_refusal(reason)
         self._on_association("rejected")
         assoc.acse.send_reject(*_REJECT[reason])
@@ -380,8 +350,10 @@ class Listener:
                       ", ".join(f"{count} {reason}" for reason, count in reasons.most_common()))
 
     def _rejected(self, _event: evt.Event) -> None:
-        # pynetdicom rejects on its own only when the association limit is reached.
-        log.warning("association rejected: more than %d at once", self.config.max_associations)
+        # pynetdicom rejects on its own only when the association limit is reached. A crowd of
+        # callers must not write a line each: rate-limited as one peer.
+        log.warning("association rejected: more than %d at once", self.config.max_associations,
+                    extra={"peer": "the association limit"})
         self._on_refusal("association_limit")
         self._on_association("rejected")
 

@@ -92,8 +92,8 @@ _ACCEPTED = frozenset({"Sta6", "Sta7", "Sta8", "Sta9", "Sta10", "Sta11", "Sta12"
 MAX_UNACCEPTED_PDU = 64 * 1024
 # Bytes allocated before they arrive, for any PDU but an accepted association's P-DATA-TF.
 _PREALLOCATE_UNTRUSTED = 64 * 1024
-# A-ABORT reasons (PS3.8 9.3.8): unexpected PDU, invalid PDU parameter value.
-_UNEXPECTED_PDU, _INVALID_PARAMETER = 0x02, 0x06
+# A-ABORT reasons (PS3.8 9.3.8): unrecognized PDU, unexpected PDU, invalid PDU parameter value.
+_UNRECOGNIZED_PDU, _UNEXPECTED_PDU, _INVALID_PARAMETER = 0x01, 0x02, 0x06
 # Seconds a pre-association read may take when no ACSE timeout is set.
 _DEFAULT_ACSE_SECONDS = 30.0
 
@@ -107,7 +107,13 @@ class PDataViewDUL(DULServiceProvider):
         # a PDU is checked against what the peer may send before its body is read. The
         # state machine events are the same: Evt17 for a connection closed mid-PDU, Evt19
         # for an unknown or invalid PDU.
-        accepted = self.state_machine.current_state in _ACCEPTED
+        state = self.state_machine.current_state
+        if state == "Sta13":
+            # We aborted or rejected and wait for the peer to close: whatever it still sends
+            # (the rest of its garbage) ends the connection now, without a line per 6 bytes.
+            self.socket.close()
+            return
+        accepted = state in _ACCEPTED
         self._bound_reads(accepted)
         try:
             header = self.socket.recv(6)
@@ -119,8 +125,7 @@ class PDataViewDUL(DULServiceProvider):
             return
         pdu_type, length = header[0], int.from_bytes(header[2:6], "big")
         if pdu_type not in _PDU_TYPES:
-            self._warn("unknown PDU type 0x%02X received", pdu_type)
-            self.event_queue.put("Evt19")
+            self._cut_off(_UNRECOGNIZED_PDU, "unknown PDU type 0x%02X received", pdu_type)
             return
         if not accepted and pdu_type not in (_A_ASSOCIATE_RQ, _A_ABORT):
             self._cut_off(_UNEXPECTED_PDU, "PDU type 0x%02X before an association was accepted", pdu_type)

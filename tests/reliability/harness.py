@@ -7,6 +7,7 @@ under pytest's base temporary folder, so a CI run keeps them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -76,8 +77,11 @@ def report(request: pytest.FixtureRequest, **figures) -> None:
     line = f"[reliability] {name}: " + ", ".join(f"{key}={_fmt(value)}" for key, value in figures.items())
     print(line)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        reporter.write_line(line)
+        # The reporter writes to the captured stdout while a test runs: let the line through.
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
     base = request.config._tmp_path_factory.getbasetemp()  # pytest's base temporary folder
     with open(Path(base) / "reliability-figures.jsonl", "a") as out:
         out.write(json.dumps({"test": name, **figures}, default=str) + "\n")
