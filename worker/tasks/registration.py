@@ -74,11 +74,7 @@ def _triage_failed(task: Task, context: WorkerContext, study_id: int, revision: 
     reason = describe(exc)
     if is_transient(exc) and task.request.retries < context.config.task_max_retries:
         log.warning("study #%d: transient %s, retry %d", study_id, reason, task.request.retries + 1)
-        try:
-            with context.sessions() as session:
-                db_triage.release(session, study_id=study_id, revision=revision, worker=worker_name(), reason=reason)
-        except Exception as release_exc:  # the sweep re-drives it if even this fails
-            log.warning("study #%d: could not release (%s)", study_id, describe(release_exc))
+        _give_back(context, study_id, revision, reason)
         raise task.retry(countdown=TASK_BACKOFF.seconds(task.request.retries), exc=exc)
     if not is_transient(exc):
         log.error("study #%d: permanent failure %s", study_id, where(exc))
@@ -88,3 +84,20 @@ def _triage_failed(task: Task, context: WorkerContext, study_id: int, revision: 
             reason=reason if not is_transient(exc) else f"{reason} (retries exhausted)",
         )
     return "failed"
+
+
+def _give_back(context: WorkerContext, study_id: int, revision: int, reason: str) -> None:
+    """Put the claim back in the queue. While the database is away this worker could do nothing
+    else, so it keeps trying (up to half the task time limit): a claim left behind would wait
+    for the running timeout, and its idle worker would be taken for hung."""
+    deadline = time.monotonic() + context.config.task_time_limit_seconds / 2
+    while True:
+        try:
+            with context.sessions() as session:
+                db_triage.release(session, study_id=study_id, revision=revision, worker=worker_name(), reason=reason)
+            return
+        except Exception as exc:  # noqa: BLE001  the sweep re-drives it if this never succeeds
+            if not is_transient(exc) or time.monotonic() > deadline:
+                log.warning("study #%d: could not release (%s)", study_id, describe(exc))
+                return
+            time.sleep(1.0)
