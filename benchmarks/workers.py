@@ -72,6 +72,23 @@ def _triaged(reads) -> tuple[int, float | None]:
     return n, (last if last.tzinfo else last.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def _tree_cpu(root: int) -> float:
+    """CPU seconds used so far by ``root`` and every process below it (children, heartbeat sidecars)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree, found = {root}, True
+    while found:
+        found = {pid for pid, (ppid, _) in stats.items() if ppid in tree and pid not in tree}
+        tree |= found
+    return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
 def _queue(ctx, studies: Studies, count: int, relay: OutboxRelay) -> float:
     """Receive ``count`` studies, complete them, publish them; returns when they were published."""
     for _ in range(count):
@@ -94,8 +111,8 @@ def _wait(reads, count: int, worker: subprocess.Popen, timeout: float = 600) -> 
         time.sleep(0.05)
 
 
-def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: int) -> float:
-    """Studies per second of ``radtriage worker -c processes``."""
+def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: int) -> tuple[float, float]:
+    """Studies per second of ``radtriage worker -c processes``, and the cores its processes kept busy."""
     ctx = worker_context(folder, model_dir)
     reads = make_session_factory(make_engine(ctx.config.database_url), readonly=True)
     relay = OutboxRelay(app=create_app(ctx.config.broker), sessions=ctx.sessions)
@@ -109,9 +126,11 @@ def run(folder: Path, model_dir: Path, processes: int, studies: Studies, count: 
         warm = 2 * processes  # every child loads its model before the measurement
         _queue(ctx, studies, warm, relay)
         _wait(reads, warm, worker)
+        cpu = _tree_cpu(worker.pid)
         published = _queue(ctx, studies, count, relay)
         last = _wait(reads, warm + count, worker)
-        return count / (last - published)
+        # Includes receiving the studies (not the worker's) only as the worker's idle polling.
+        return count / (last - published), (_tree_cpu(worker.pid) - cpu) / (time.time() - published)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -134,18 +153,23 @@ def main() -> None:
     print(f"two-view studies of {rows}x{cols}, {args.studies} per run, {args.repeat} runs per process count; "
           f"stand-in CXR Foundation; {len(os.sched_getaffinity(0))} cores, load {os.getloadavg()[0]:.2f}")
     rates: dict[int, list[float]] = {n: [] for n in counts}
+    busy: dict[int, list[float]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_cxr_foundation_standin(tmp / "model")
         studies = Studies(rows, cols)
         for i in range(args.repeat):
             for n in counts:  # alternate, so every count sees the same machine load
-                rates[n].append(run(tmp / f"run-{i}-{n}", model_dir, n, studies, args.studies))
-                print(f"  run {i + 1}, -c {n}: {rates[n][-1]:.2f} studies/s", flush=True)
+                rate, cores = run(tmp / f"run-{i}-{n}", model_dir, n, studies, args.studies)
+                rates[n].append(rate)
+                busy[n].append(cores)
+                print(f"  run {i + 1}, -c {n}: {rate:.2f} studies/s, worker processes busy {cores:.2f} cores "
+                      f"(load {os.getloadavg()[0]:.2f})", flush=True)
     base = statistics.median(rates[counts[0]])
     for n in counts:
         print(f"-c {n}: {min(rates[n]):6.2f} / {statistics.median(rates[n]):6.2f} studies/s (min / median)  "
-              f"{statistics.median(rates[n]) / base:.2f}x of -c {counts[0]}")
+              f"{statistics.median(rates[n]) / base:.2f}x of -c {counts[0]}; "
+              f"{statistics.median(busy[n]):.2f} cores busy (median)")
 
 
 if __name__ == "__main__":
