@@ -134,8 +134,13 @@ class Daemon:
     def _start_flow(self) -> None:
         """The listener and the loops that move studies on: one such process per deployment."""
         s = self.settings
-        # Files a crash left stored but unrecorded, before the listener takes new ones.
+        # Files a crash left stored but unrecorded, before the listener takes new ones; once more
+        # when those the crash left just before a quick restart are old enough to be judged.
         remove_orphans(s.data_dir.resolve(), self.sessions, min_age=5.0)
+        later = threading.Timer(6.0, remove_orphans, args=(s.data_dir.resolve(), self.sessions),
+                                kwargs={"min_age": 5.0})
+        later.daemon = True
+        later.start()
         self.listener = build_for_serve(s, self.sessions, config_file=self._config_file)
         self.listener.start()
 
