@@ -2,4 +2,5 @@
 
 from radtriage.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned helper process (e.g. backfill's intake) imports it
+    main()
