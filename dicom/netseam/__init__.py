@@ -25,7 +25,12 @@ pynetdicom internals relied on (module: name: what for):
 - ``transport``: ``RequestHandler._create_association()``: returns the new acceptor
   association; overridden to swap its socket's and DUL's classes (``__class__``) for ours.
 - ``transport``: ``AssociationSocket.socket`` (the connected ``socket.socket``) and
-  ``AssociationSocket.recv(nr_bytes)``: ``BulkReadSocket`` reads into one buffer.
+  ``AssociationSocket.recv(nr_bytes)``: ``BulkReadSocket`` reads into one buffer, every read
+  bounded in time (``socket.settimeout`` per read); ``AssociationSocket.close()`` shuts the
+  connection and queues Evt17 (a peer cut off: oversized or unexpected PDU, stalled read).
+- ``association``: ``Association.acceptor.maximum_length`` (the maximum PDU we announced),
+  ``Association.requestor.address``, ``acse_timeout`` and ``network_timeout``: the bounds a
+  received PDU is checked against before its body is read.
 - ``transport``: ``ThreadedAssociationServer(..., request_handler=)``, its ``ae``,
   ``ssl_context``, ``process_request``, ``finish_request``, ``server_bind``,
   ``server_activate``, ``shutdown`` and ``server_close``: ``HandedOverServer`` runs
@@ -37,7 +42,9 @@ pynetdicom internals relied on (module: name: what for):
 - ``dul``: a ``None`` put on ``to_user_queue`` makes the acceptor's wait for the
   A-ASSOCIATE-RQ (``receive_pdu``) end as a timeout: a connection closed in Sta2 frees its
   thread and its association slot at once.
-- ``fsm``: state names ``"Sta2"`` (awaiting A-ASSOCIATE-RQ) and ``"Sta6"`` (established),
+- ``fsm``: state names ``"Sta2"`` (awaiting A-ASSOCIATE-RQ), ``"Sta6"`` to ``"Sta12"``
+  (accepted: established or releasing), ``"Sta13"`` (awaiting the peer's close after our
+  abort or rejection: more bytes close the connection at once),
   events ``"Evt10"`` (P-DATA-TF received), ``"Evt17"`` (connection closed), ``"Evt19"``
   (invalid PDU), as ``StateMachine.current_state`` and the event queue spell them.
 - ``pdu`` / ``pdu_items``: ``P_DATA_TF.presentation_data_value_items`` and

@@ -8,7 +8,9 @@ connections, which runs the whole association exactly as ``dicom.listener`` woul
 process: access policy, TLS, storage, statuses.
 
 The parent keeps the association limit for all members (a connection over it is passed
-with a flag, and its member rejects the association as a transient local limit). A member
+with a flag, and its member rejects the association as a transient local limit), and the cap
+on connections per calling host (one past it is closed at once; members report each closed
+connection with its host). A member
 that dies is restarted; a connection it held is lost before any Success was sent for the
 instance in flight, so the sender retries it and nothing acknowledged is lost.
 """
