@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from scoring.urgency import DEFAULT_POLICY_PATH
 from tests.conftest import need
 from tests.e2e.daemon import Daemon, free_port
 from tests.factories import radiograph
@@ -85,6 +86,29 @@ class PrivatePostgres:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def blocking_policy(folder: Path) -> Path:
+    """A policy file that is a FIFO: a worker blocks reading it inside its first triage (the
+    study claimed, nothing recorded) until :func:`release_policy`."""
+    fifo = folder / "policy.toml"
+    os.mkfifo(fifo)
+    return fifo
+
+
+def release_policy(fifo: Path) -> None:
+    """New readers get the real policy; a worker already waiting on the FIFO is handed it too."""
+    waiting = fifo.with_name("policy.fifo")
+    os.link(fifo, waiting)
+    real = fifo.with_name("policy.real")
+    shutil.copy(DEFAULT_POLICY_PATH, real)
+    os.replace(real, fifo)
+    try:
+        fd = os.open(waiting, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # nobody waiting
+        return
+    with os.fdopen(fd, "wb") as out:
+        out.write(Path(DEFAULT_POLICY_PATH).read_bytes())
 
 
 def kill_whole(daemon: Daemon) -> None:

@@ -4,16 +4,14 @@ within seconds of its worker dying, with the default sweep settings."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
 import pytest
 
-from scoring.urgency import DEFAULT_POLICY_PATH
 from tests.e2e.daemon import Daemon
 from tests.reliability.harness import report
-from tests.reliability.outages import SUCCESS, Records, push_all, study, wait_final
+from tests.reliability.outages import SUCCESS, Records, blocking_policy, push_all, release_policy, study, wait_final
 
 pytestmark = pytest.mark.reliability
 
@@ -23,8 +21,7 @@ KILLS = 5
 def test_five_worker_kills_mid_triage(tmp_path, request):
     # The policy file is a FIFO: each new worker blocks reading it inside its first triage (the
     # study claimed, nothing recorded) until the test swaps the real file in.
-    fifo = tmp_path / "policy.toml"
-    os.mkfifo(fifo)
+    fifo = blocking_policy(tmp_path)
     with Daemon(tmp_path / "run", RADTRIAGE_POLICY_FILE=str(fifo)) as daemon:
         records = Records(daemon)
         pushes = push_all(daemon.dicom_port, [study(seed, 1) for seed in range(1, KILLS + 2)])
@@ -43,7 +40,7 @@ def test_five_worker_kills_mid_triage(tmp_path, request):
             daemon.wait_for(lambda: records.redriven() > before, 60, f"study {uid} re-driven after the kill")
             redrive_seconds.append(time.monotonic() - killed)
         released = time.monotonic()
-        _release(fifo)
+        release_policy(fifo)
         wait_final(records, uids, 120)
         all_final = time.monotonic() - released
         time.sleep(1.0)  # a second delivery, if any, gets its chance to write
@@ -68,17 +65,3 @@ def _wait_triaging(records: Records, daemon: Daemon) -> str:
     daemon.wait_for(triaging, 60, "a study being triaged")
     return found[0]
 
-
-def _release(fifo) -> None:
-    """New readers get the real policy; a worker already waiting on the FIFO is handed it too."""
-    old = fifo.with_name("policy.fifo")
-    os.link(fifo, old)
-    real = fifo.with_name("policy.real")
-    shutil.copy(DEFAULT_POLICY_PATH, real)
-    os.replace(real, fifo)
-    try:
-        fd = os.open(old, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:  # nobody waiting
-        return
-    with os.fdopen(fd, "wb") as out:
-        out.write(DEFAULT_POLICY_PATH.read_bytes())
