@@ -17,30 +17,29 @@ from pathlib import Path
 
 import pytest
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
-    generate_uid,
 )
-from pynetdicom import AE, _config
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from tests.e2e.daemon import Daemon
-from tests.factories import DX, radiograph
+from tests.factories import radiograph
 from tests.reliability.harness import (
     associate_rq,
     closed_by_peer,
+    encode,
     listener_pids,
     open_files,
+    part10,
     read_pdu_type,
     report,
     settle,
+    store_files,
     threads,
 )
 
@@ -48,7 +47,6 @@ pytestmark = pytest.mark.reliability
 
 EDGE = Path(__file__).resolve().parents[2].parent / "shared" / "dicom_samples" / "edge"
 ACSE_TIMEOUT = 3.0
-ABORTED = "aborted"  # the association ended before this instance was answered
 
 
 @pytest.fixture(scope="module")
@@ -96,26 +94,6 @@ def echo(port: int) -> bool:
 
 
 # --- Mutants ----------------------------------------------------------------------------------
-
-def encode(ds: Dataset, syntax: str) -> bytes:
-    """``ds`` without file meta, in ``syntax`` (implicit or explicit VR, little or big endian)."""
-    out = DicomBytesIO()
-    out.is_little_endian = syntax != ExplicitVRBigEndian
-    out.is_implicit_VR = syntax == ImplicitVRLittleEndian
-    write_dataset(out, ds)
-    return out.getvalue()
-
-
-def part10(dataset: bytes, *, claimed_syntax: str, sop_class: str = DX, sop_instance: str | None = None) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance or generate_uid()
-    meta.TransferSyntaxUID = claimed_syntax
-    out = DicomBytesIO()
-    out.is_little_endian, out.is_implicit_VR = True, False
-    write_file_meta_info(out, meta)
-    return b"\x00" * 128 + b"DICM" + out.getvalue() + dataset
-
 
 def base(seed: int, **changes) -> Dataset:
     ds = radiograph(size=16, seed=seed)
@@ -221,52 +199,6 @@ def mutants(rng: random.Random) -> list[tuple[str, bytes]]:
         data[rng.randrange(0, len(data))] = rng.randrange(256)
         add("flipped and truncated", data=bytes(data[: rng.randrange(1, len(data))]))
     return found
-
-
-def store_files(port: int, paths: list[Path]) -> list[int | str]:
-    """C-STORE each file as stored (chunked, never decoded here); a status or ``ABORTED`` each."""
-    results: list[int | str] = []
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        index = 0
-        while index < len(paths):
-            ae = AE(ae_title="FUZZSCU")
-            ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-            batch = paths[index:index + 40]
-            contexts = sorted({_context(path) for path in batch} - {None})
-            for sop_class, syntax in contexts[:120]:
-                ae.add_requested_context(sop_class, syntax)
-            assoc = ae.associate("127.0.0.1", port, ae_title="RADTRIAGE")
-            assert assoc.is_established, "the listener refused a fresh association"
-            try:
-                for path in batch:
-                    index += 1
-                    if not assoc.is_established:
-                        results.append(ABORTED)
-                        break
-                    try:
-                        response = assoc.send_c_store(path)
-                    except Exception as exc:  # noqa: BLE001 - a file pynetdicom cannot even send
-                        results.append(f"not sent ({type(exc).__name__})")
-                        continue
-                    results.append(int(response.Status) if "Status" in response else ABORTED)
-            finally:
-                if assoc.is_established:
-                    assoc.release()
-                ae.shutdown()
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = False
-    return results
-
-
-def _context(path: Path):
-    from pydicom.filereader import read_file_meta_info
-
-    try:
-        meta = read_file_meta_info(path)
-        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
-    except Exception:  # noqa: BLE001 - an edge file without usable meta
-        return None
 
 
 def test_broken_files_over_c_store_are_answered(daemon, request, tmp_path):
