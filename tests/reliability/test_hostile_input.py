@@ -13,7 +13,6 @@ import random
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pydicom import Dataset
@@ -45,7 +44,6 @@ from tests.reliability.harness import (
 
 pytestmark = pytest.mark.reliability
 
-EDGE = Path(__file__).resolve().parents[2].parent / "shared" / "dicom_samples" / "edge"
 ACSE_TIMEOUT = 3.0
 
 
@@ -201,7 +199,7 @@ def mutants(rng: random.Random) -> list[tuple[str, bytes]]:
     return found
 
 
-def test_broken_files_over_c_store_are_answered(daemon, request, tmp_path):
+def test_broken_files_over_c_store_are_answered(daemon, request, tmp_path, samples):
     rng = random.Random(16)
     made = mutants(rng)
     paths, kinds = [], []
@@ -210,7 +208,7 @@ def test_broken_files_over_c_store_are_answered(daemon, request, tmp_path):
         path.write_bytes(data)
         paths.append(path)
         kinds.append(kind)
-    edge = sorted(EDGE.glob("*.dcm"))
+    edge = sorted((samples / "edge").glob("*.dcm"))
     paths += edge
     kinds += ["edge sample"] * len(edge)
     warm_up(daemon)

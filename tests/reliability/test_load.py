@@ -53,7 +53,7 @@ def storescu_push(port: int, files, acknowledged: list) -> None:
                         + done.stderr.count("Received Store Response (Success)"))
 
 
-def test_sixteen_associations_of_150_instances(tmp_path, request):
+def test_sixteen_associations_of_150_instances(tmp_path, request, dcmtk):
     studies = [generate_uid() for _ in range(ASSOCIATIONS)]
     batches = [[radiograph(study_uid=studies[a], size=48, seed=a * 1000 + i) for i in range(PER_ASSOCIATION)]
                for a in range(ASSOCIATIONS)]

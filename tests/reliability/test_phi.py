@@ -50,7 +50,7 @@ def fetch(port: int, path: str, token: str | None = None) -> tuple[int, str]:
         return error.code, error.read().decode(errors="replace")
 
 
-def test_patient_data_appears_in_no_log_metric_or_anonymous_response(tmp_path, request):
+def test_patient_data_appears_in_no_log_metric_or_anonymous_response(tmp_path, request, dcmtk):
     study = generate_uid()
     good = [patient(study, seed) for seed in range(3)]
     refused = [patient(study, 10, StudyInstanceUID=""), patient(study, 11, BitsAllocated=7),
