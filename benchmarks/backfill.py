@@ -5,8 +5,8 @@ with the stand-in CXR Foundation (built here), once with today's streaming runne
 (``worker.backfill.run``) and once with the path it replaced (read and store every file,
 then complete every study, then triage them: kept below as the baseline), each in a fresh
 process on an empty data folder, alternating, ``--repeats`` times. Prints studies/s (min and
-median) and the peak resident memory of the backfill (VmHWM of its process plus the peak of its
-intake process), and the ratio of peak memory between the smallest and the largest archive
+median) and the peak resident memory of the backfill (RSS summed over its process and its
+intake process, sampled while it runs), and the ratio of peak memory between the smallest and the largest archive
 (goal: within 10%; >= 50 studies/s).
 
     python benchmarks/backfill.py [--studies 1000,10000] [--repeats 3] [--large-repeats 1]
@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -97,19 +97,62 @@ def child(path: str, archive: Path, data_dir: Path) -> None:
     ctx = WorkerContext(worker_config(settings))
     triager, reason = ctx.triager()  # the model loads outside the measurement
     assert triager is not None, reason
+    sampler = _TreePeak(os.getpid()).start()  # the streaming backfill's intake process counts too
     started = time.perf_counter()
     if path == "streaming":
         scored = runner.run(ctx, [archive]).scored
     else:
         scored = baseline_run(ctx, [archive])
     seconds = time.perf_counter() - started
-    # The streaming backfill's intake runs in a child process: its peak counts too.
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "scored": scored, "peak_mib": (_status_kib("VmHWM") + children) / 1024}))
+    print(json.dumps({"seconds": seconds, "scored": scored, "peak_mib": sampler.stop() / 1024}))
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+class _TreePeak:
+    """The largest sum of RSS over a process and its descendants, sampled every 0.1 s (KiB)."""
+
+    def __init__(self, root: int) -> None:
+        self.root, self.peak = root, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> _TreePeak:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            total = 0
+            for pid in _tree(self.root):
+                try:
+                    total += _status_kib("VmRSS", pid)
+                except (OSError, KeyError):
+                    pass  # ended meanwhile
+            self.peak = max(self.peak, total)
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        found.append(pid := todo.pop())
+        todo += children.get(pid, [])
+    return found
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
