@@ -91,17 +91,18 @@ class ImageEmbedding:
         (zero-shot heads) and their mean in float32 (trained heads), 9 KB per CXR Foundation
         image instead of 115.5 KB (the general tokens alone are 96 KB). Zero-shot heads score it
         within :data:`COMPACT_TOLERANCE` of the full embedding, trained heads exactly; read back,
-        the tokens are float32 again. Tokens beyond half precision's range are kept in float32.
+        the tokens are float32 again. A single token, or tokens beyond half precision's range, are
+        kept in float32.
         """
         contrastive, general = self.contrastive, self.general
-        if compact:
-            if np.abs(contrastive).max() <= np.finfo(np.float16).max:
-                contrastive = contrastive.astype(np.float16)
-            general = None
+        # A single token (MedSigLIP) is its own mean: it stays float32, and nothing is added.
+        halved = compact and contrastive.shape[0] > 1 and np.abs(contrastive).max() <= np.finfo(np.float16).max
+        if halved:
+            contrastive = contrastive.astype(np.float16)
         arrays = {"contrastive": contrastive, "model": np.array(self.model)}
-        if general is not None:
+        if general is not None and not compact:
             arrays["general"] = general
-        if compact:
+        if halved:
             arrays["token_mean"] = self.pooled
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)

@@ -67,6 +67,16 @@ def test_compact_embedding_is_a_twelfth_of_the_full_one():
     np.testing.assert_array_equal(ImageEmbedding.from_bytes(full).general, image.general)
 
 
+def test_a_single_token_embedding_stays_exact():
+    token = np.random.default_rng(2).normal(size=(1, 1152)).astype(np.float32)  # MedSigLIP's shape
+    image = ImageEmbedding(token, None, "medsiglip")
+    stored = image.to_bytes(compact=True)
+    assert len(stored) <= len(image.to_bytes())
+    back = ImageEmbedding.from_bytes(stored)
+    np.testing.assert_array_equal(back.contrastive, token)
+    assert back.model == "medsiglip"
+
+
 def test_tokens_beyond_half_precision_stay_exact():
     tokens = np.full((32, 128), 1e6, np.float32)
     back = ImageEmbedding.from_bytes(ImageEmbedding(tokens).to_bytes(compact=True))

@@ -44,8 +44,13 @@ def _compact(arrays: dict) -> dict | None:
     tokens = arrays["contrastive"]
     if tokens.dtype != np.float32:
         return None  # already compact
-    out = {"contrastive": tokens.astype(np.float16) if np.abs(tokens).max() <= _HALF_MAX else tokens,
-           "token_mean": tokens.mean(axis=0, dtype=np.float64).astype(np.float32)}
+    if tokens.shape[0] > 1 and np.abs(tokens).max() <= _HALF_MAX:
+        out = {"contrastive": tokens.astype(np.float16),
+               "token_mean": tokens.mean(axis=0, dtype=np.float64).astype(np.float32)}
+    elif "general" in arrays:
+        out = {"contrastive": tokens}  # a single token is its own mean: it stays float32
+    else:
+        return None
     if "model" in arrays:
         out["model"] = arrays["model"]
     return out
