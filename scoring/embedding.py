@@ -109,7 +109,7 @@ class ImageEmbedding:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ImageEmbedding":
+    def from_bytes(cls, data: bytes) -> ImageEmbedding:
         """Inverse of :meth:`to_bytes` (rows written before ``model`` was stored are CXR Foundation).
 
         Raises
