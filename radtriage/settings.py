@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     broker_key_prefix: str = Field("", description="Prefix for every Redis key the queue uses (several deployments on one Redis)")
     run_worker: bool = Field(True, description="Let `serve` start and supervise a triage worker process")
     outbox_poll_seconds: float = Field(0.2, gt=0, description="How often queued work is handed to the broker")
-    sweep_interval_seconds: float = Field(10.0, gt=0, description="How often the reconciliation sweep looks for stuck studies")
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the reconciliation sweep looks for stuck studies and lost messages")
     running_timeout_seconds: float = Field(900.0, gt=0, description="A triage or draft running longer than this is presumed hung and queued again")
     worker_lost_seconds: float = Field(30.0, gt=1, description="A worker silent this long is presumed dead; what it was running is queued again")
     queued_timeout_seconds: float = Field(600.0, gt=0, description="A study queued this long with no message waiting is queued again")
