@@ -136,6 +136,11 @@ def worker(config_file: str | None, queues: str, pool: str | None, concurrency: 
         threads = max(1, len(os.sched_getaffinity(0)) // concurrency)
         config = dataclasses.replace(config, embedder=dataclasses.replace(config.embedder, threads=threads))
     app = create_app(config.broker)
+    if pool == "prefork" and config.broker.embedded:
+        # The parent polls the file broker and takes a message only when a child is free, so
+        # each child would idle up to a poll between studies; a second one reserved per child
+        # is there at once. That queue is first-in first-out anyway (no priorities to skip).
+        app.conf.worker_prefetch_multiplier = 2
     app.conf.worker_hijack_root_logger = False  # keep this process's log format (text or JSON)
     context = WorkerContext(config)
     models = ModelGauges(context, queues=queues.split(","), embedder=settings.embedder)
