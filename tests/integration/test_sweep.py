@@ -149,8 +149,8 @@ def test_sweep_redrives_a_queued_study_in_seconds_when_its_queue_is_empty(sessio
     with sessions() as session:
         study_id = queued_study(session, at=utcnow() - seconds(3600))
         queued_at = study_of(sessions, study_id).state_changed_at
-        idle = dict(running_timeout=RUNNING_TIMEOUT, queued_timeout=QUEUED_TIMEOUT, worker_lost_after=WORKER_LOST,
-                    queued_idle=10)
+        idle = {"running_timeout": RUNNING_TIMEOUT, "queued_timeout": QUEUED_TIMEOUT,
+                "worker_lost_after": WORKER_LOST, "queued_idle": 10}
         assert len(redrive_stuck(session, now=queued_at + seconds(9), idle_queues={"triage"}, **idle)) == 0
         assert len(redrive_stuck(session, now=queued_at + seconds(11), idle_queues={"draft"}, **idle)) == 0
         assert redrive_stuck(session, now=queued_at + seconds(11), idle_queues={"triage"}, **idle).triage == [study_id]

@@ -40,8 +40,8 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self._cmd, stdout=subprocess.DEVNULL)
-        _wait(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
-                                     capture_output=True).stdout.strip() == b"PONG", 10, "private redis")
+        _wait(lambda: subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                                     check=False).stdout.strip() == b"PONG", 10, "private redis")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -237,7 +237,7 @@ def _wait(predicate, timeout: float, what: str, log=None) -> None:
         try:
             if predicate():
                 return
-        except Exception:  # noqa: BLE001  a database mid-restart: ask again
+        except Exception:  # noqa: BLE001, S110  a database mid-restart: ask again
             pass
         time.sleep(0.25)
     tail = log()[-4000:] if log else ""

@@ -37,7 +37,7 @@ def test_five_worker_kills_mid_triage(tmp_path, request):
             pid = daemon.health()["components"]["workers"]["supervised"]["triage"]["pid"]
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
-            daemon.wait_for(lambda: records.redriven() > before, 60, f"study {uid} re-driven after the kill")
+            daemon.wait_for(lambda before=before: records.redriven() > before, 60, f"study {uid} re-driven after the kill")
             redrive_seconds.append(time.monotonic() - killed)
         released = time.monotonic()
         release_policy(fifo)
