@@ -46,6 +46,7 @@ class BulkReadSocket(AssociationSocket):
 
     deadline: float | None = None
     stall: float | None = None
+    _timeout: float | None = None  # what the socket was last given (accepted sockets block: None)
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read ``nr_bytes`` (fewer only when the peer closes the connection first)."""
@@ -66,7 +67,10 @@ class BulkReadSocket(AssociationSocket):
         """
         received, wanted = 0, len(view)
         while received < wanted:
-            self.socket.settimeout(self._wait())
+            wait = self._wait()
+            if wait != self._timeout:  # an established association's stays the same: set once
+                self.socket.settimeout(wait)
+                self._timeout = wait
             count = self.socket.recv_into(view[received:], wanted - received)
             if not count:
                 break
