@@ -89,7 +89,7 @@ class StoreHandler:
     def __call__(self, event: evt.Event) -> int:
         try:
             code, result = self._store(event)
-        except Exception as exc:  # every failure becomes a status, never a dropped association
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a dropped association
             code, result = status.status_for(exc), "refused"
             log.warning("C-STORE refused with 0x%04X (%s): %s", code, status.REASONS.get(code, "?"),
                         status.describe(exc))
@@ -102,7 +102,7 @@ class StoreHandler:
             check_encoding(received[:6], syntax)  # the accept rule's, as backfill and send apply it to files
         try:
             new = identify(_header(event), syntax, accepted_sop_classes=accepted)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a deferred value, or a broken dataset: parsed whole below
             # A large value identify needed was deferred (it cannot be read back from the
             # buffer), or the dataset is really broken: a whole parse tells which.
             new = identify(_parsed(event), syntax, accepted_sop_classes=accepted)

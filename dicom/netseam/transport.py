@@ -150,7 +150,7 @@ class PDataViewDUL(DULServiceProvider):
             return
         try:
             decoded, event = self._decode_pdu(pdu)
-        except Exception as exc:  # whatever a malformed PDU makes pynetdicom's decoder raise
+        except Exception as exc:  # noqa: BLE001 - whatever a malformed PDU makes pynetdicom's decoder raise
             self.event_queue.put("Evt19")
             address = str(self.assoc.requestor.address)
             log.warning("DICOM peer %s: invalid PDU received (%s)", address, type(exc).__name__, extra={"peer": address})
