@@ -5,8 +5,9 @@ folder (SQLite, embedded broker), ``radtriage worker -c N`` started as a user wo
 pool for 1, prefork with each child's TensorFlow limited to its share of the cores for more),
 warmed up with 2N studies so every child has loaded the stand-in CXR Foundation, then
 --studies two-view studies (images of --size) queued at once; throughput = studies / (time
-from publishing them to the last priority committed). Prints studies/s min/median per N and
-the ratio to one process.
+from publishing them to the last priority committed). Prints studies/s min/median per N, the
+ratio to one process, the cores the worker's processes kept busy and studies per CPU-second (on
+a shared machine the busy cores say how much CPU the processes got).
 
     python benchmarks/workers.py [--size 2500x2000] [--studies 40] [--repeat 3] [--processes 1,2]
 """
@@ -167,9 +168,13 @@ def main() -> None:
                       f"(load {os.getloadavg()[0]:.2f})", flush=True)
     base = statistics.median(rates[counts[0]])
     for n in counts:
+        # Studies per CPU-second of the worker's processes: equal for 1 and N when nothing (a lock,
+        # oversubscribed threads, dispatch gaps) wastes what the processes get; then N processes
+        # reach N x on N otherwise idle cores.
+        per_cpu = statistics.median(r / b for r, b in zip(rates[n], busy[n], strict=True))
         print(f"-c {n}: {min(rates[n]):6.2f} / {statistics.median(rates[n]):6.2f} studies/s (min / median)  "
               f"{statistics.median(rates[n]) / base:.2f}x of -c {counts[0]}; "
-              f"{statistics.median(busy[n]):.2f} cores busy (median)")
+              f"{statistics.median(busy[n]):.2f} cores busy, {per_cpu:.1f} studies per CPU-second (medians)")
 
 
 if __name__ == "__main__":
