@@ -92,7 +92,14 @@ def test_truncated_native_pixel_data_answers_a900():
 def test_compressed_pixel_data_is_not_measured():
     ds = radiograph(size=32)
     ds.PixelData = b"\xfe\xff\x00\xe0" + b"\x00" * 4  # an encapsulated stub: the length says nothing
+    ds["PixelData"].is_undefined_length = True  # as it arrives encapsulated (PS3.5 A.4)
     identify(ds, JPEGLSLossless)
+
+
+def test_native_pixel_data_under_a_compressed_syntax_is_refused():
+    ds = radiograph(size=32)  # native pixels, as a sender that mislabels its syntax sends them
+    with pytest.raises(InvalidDataset, match="native Pixel Data under a compressed transfer syntax"):
+        identify(ds, JPEGLSLossless)
 
 
 def test_multi_valued_rows_answers_a900():
