@@ -62,6 +62,22 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def echo(port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
+    """Whether a C-ECHO from ``host`` (a loopback source address) succeeds within ``timeout``."""
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="ECHOSCU")
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADTRIAGE", bind_address=(host, 0))
+    if not assoc.is_established:
+        return False
+    try:
+        return assoc.send_c_echo().Status == 0
+    finally:
+        assoc.release()
+
+
 def percentile(values: Iterable[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:

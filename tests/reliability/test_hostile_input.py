@@ -23,14 +23,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from tests.e2e.daemon import Daemon
 from tests.factories import radiograph
 from tests.reliability.harness import (
     associate_rq,
     closed_by_peer,
+    echo,
     encode,
     listener_pids,
     open_files,
@@ -76,19 +75,6 @@ def warm_up(daemon) -> None:
 def levels(daemon) -> tuple[int, int]:
     pids = listener_pids(daemon.proc.pid)
     return sum(threads(pid) for pid in pids), sum(open_files(pid) for pid in pids)
-
-
-def echo(port: int) -> bool:
-    ae = AE(ae_title="ECHOSCU")
-    ae.add_requested_context(Verification)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
-    assoc = ae.associate("127.0.0.1", port, ae_title="RADTRIAGE")
-    if not assoc.is_established:
-        return False
-    try:
-        return assoc.send_c_echo().Status == 0
-    finally:
-        assoc.release()
 
 
 # --- Mutants ----------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ import threading
 import time
 
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from tests.e2e.daemon import Daemon
 from tests.reliability.harness import (
     RELEASE_RQ,
     associate_rq,
     closed_by_peer,
+    echo,
     listener_pids,
     read_pdu_type,
     report,
@@ -41,16 +40,7 @@ def daemon(tmp_path_factory):
 
 
 def echo_from(host: str, port: int, *, timeout: float = 5.0) -> bool:
-    ae = AE(ae_title="ECHOSCU")
-    ae.add_requested_context(Verification)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    assoc = ae.associate("127.0.0.1", port, ae_title="RADTRIAGE", bind_address=(host, 0))
-    if not assoc.is_established:
-        return False
-    try:
-        return assoc.send_c_echo().Status == 0
-    finally:
-        assoc.release()
+    return echo(port, host=host, timeout=timeout)
 
 
 def connect_from(host: str, port: int) -> socket.socket:
