@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(0.2, gt=0, description="How often queued work is handed to the broker")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the reconciliation sweep looks for stuck studies and lost messages")
     running_timeout_seconds: float = Field(900.0, gt=0, description="A triage or draft running longer than this is presumed hung and queued again")
-    worker_lost_seconds: float = Field(30.0, gt=1, description="A worker silent this long is presumed dead; what it was running is queued again")
+    worker_lost_seconds: float = Field(20.0, gt=1, description="A worker silent this long (it beats every few seconds) is presumed dead; what it was running is queued again, so a worker that died re-drives its study within about 25 s")
     queued_timeout_seconds: float = Field(600.0, gt=0, description="A study queued this long with no message waiting is queued again")
     queued_idle_seconds: float = Field(10.0, gt=0, description="A study queued this long while the broker holds no message for its queue is queued again (its message was lost)")
     task_max_retries: int = Field(5, ge=0, description="Retries (with exponential backoff) of a task failing transiently")
