@@ -1,5 +1,6 @@
 """The database down: every HTTP route of a running daemon answers 503 with a JSON reason, never 500;
-the page and its assets, which hold no data, still load (and show the API's 503)."""
+a browser asking for the page gets it with the 503 (it shows the API's reason and tries again),
+and the page's assets, files of the package, still load."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.reliability.outages import PrivatePostgres
 pytestmark = pytest.mark.reliability
 
 _EXAMPLES = {"uid": "1.2.826.0.1.3680043.8.498.1", "delivery_id": "1"}
-NO_DATA = ["/", "/static/app.js", "/static/app.css"]  # served from the package
+ASSETS = ["/static/app.js", "/static/app.css"]  # files of the package
 
 
 def routes() -> list[tuple[str, str]]:
@@ -32,13 +33,13 @@ def routes() -> list[tuple[str, str]]:
     for path, operations in app.openapi()["paths"].items():
         filled = re.sub(r"\{(\w+)\}", lambda m: _EXAMPLES[m.group(1)], path)
         found += [(method.upper(), filled) for method in operations]
-    return found
+    return found + [("GET", "/")]  # the page: outside the schema, but it needs the database too
 
 
-def call(port: int, method: str, path: str) -> tuple[int, bytes, str]:
+def call(port: int, method: str, path: str, accept: str = "*/*") -> tuple[int, bytes, str]:
     data = b"{}" if method in ("POST", "PUT", "PATCH") else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=data,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Accept": accept})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             content_type = answer.headers.get("Content-Type", "")
@@ -59,7 +60,8 @@ def test_every_route_answers_503_without_the_database(tmp_path, request):
             postgres.stop()
             stopped = time.monotonic()
             answers = {(method, path): call(daemon.http_port, method, path) for method, path in routes()}
-            pages = {path: call(daemon.http_port, "GET", path)[0] for path in NO_DATA}
+            assets = {path: call(daemon.http_port, "GET", path)[0] for path in ASSETS}
+            browser = call(daemon.http_port, "GET", "/", accept="text/html,application/xhtml+xml")
             seconds = time.monotonic() - stopped
             health = json.loads(answers[("GET", "/healthz")][1])
             postgres.start()
@@ -77,4 +79,5 @@ def test_every_route_answers_503_without_the_database(tmp_path, request):
         if route[1] != "/healthz":
             assert json.loads(body) == {"detail": "database unavailable"}, route
     assert health["status"] == "degraded" and health["components"]["database"]["status"] == "error"
-    assert pages == {path: 200 for path in NO_DATA}
+    assert assets == {path: 200 for path in ASSETS}
+    assert browser[0] == 503 and browser[2].startswith("text/html") and b"<html" in browser[1].lower()
