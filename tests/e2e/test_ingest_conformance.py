@@ -54,7 +54,9 @@ EDGE_AS_STORED = {
 # the encoding their bytes are in. Non-accepted classes above are sent that way too, so
 # the listener must parse what it was never meant to get.
 EDGE_AS_SECONDARY_CAPTURE = {
-    "dcm4che_no_preamble_dicm_in_data.dcm": (ExplicitVRLittleEndian, 0xC220),  # no UIDs at all
+    # "DICM" inside its data passes for a preamble's end, so what goes on the wire starts in the
+    # middle of an element: bytes that contradict the syntax they are sent in.
+    "dcm4che_no_preamble_dicm_in_data.dcm": (ExplicitVRLittleEndian, 0xC210),
     "pydicom_meta_missing_tsyntax.dcm": (ImplicitVRLittleEndian, 0xC220),
     "pydicom_nested_priv_SQ.dcm": (ImplicitVRLittleEndian, 0xC220),
     "pydicom_no_meta.dcm": (ImplicitVRLittleEndian, 0xC220),  # shifted garbage: no UID found
