@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.ingest import IngestOutcome, InstanceHeader, Recorded, record_instance, remember_hashes, stored_copies
 from dicom.acceptance import identify, split_part10
 from dicom.identity import dataset_hash, image_hash_of_bytes, image_hash_of_file
-from dicom.storage import Parts, content_hash, content_lock, remove_stored, store_bytes
+from dicom.storage import Parts, content_hash, content_lock, instance_lock, remove_stored, store_bytes
 
 __all__ = ["identify", "take_in"]
 
@@ -40,9 +40,15 @@ def take_in(raw: Parts, header: InstanceHeader, *, data_dir: Path, sessions: ses
     """
     head, body = raw if isinstance(raw, (tuple, list)) and len(raw) == 2 else split_part10(raw)
     identity = dataset_hash(body)
-    held, image = _held_copy(head, body, identity, header, data_dir, sessions)
-    if held is not None:
-        return Recorded(IngestOutcome.DUPLICATE, held)
+    with instance_lock(data_dir, header.sop_instance_uid):
+        held, image = _held_copy(head, body, identity, header, data_dir, sessions)
+        if held is not None:
+            return Recorded(IngestOutcome.DUPLICATE, held)
+        return _store_and_record(raw, header, identity, image, data_dir=data_dir, sessions=sessions)
+
+
+def _store_and_record(raw: Parts, header: InstanceHeader, identity: str, image: str | None, *, data_dir: Path,
+                      sessions: sessionmaker[Session]) -> Recorded:
     hash_ = content_hash(raw)
     # Identical bytes arriving on two associations (of any listener process) share one file:
     # while one of them may still remove it (its row failed), the other must not count on it.

@@ -119,7 +119,26 @@ def content_lock(data_dir: Path, hash_: str):
     and processes exclude each other alike, and a stripe shared by two different images only
     makes one wait for the other's commit.
     """
-    path = data_dir / "locks" / f"{hash_.partition(':')[2][:2]}.lock"
+    with _striped_lock(data_dir / "locks" / f"{hash_.partition(':')[2][:2]}.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def instance_lock(data_dir: Path, sop_instance_uid: str):
+    """Hold the lock for one SOP Instance UID, across threads and processes (as ``content_lock``).
+
+    Deciding whether a copy is a duplicate, then storing and recording it, is one step per
+    SOP instance: two encodings of one image arriving at once (a PACS sending a transcode on
+    another association, or backfill's reading threads) would otherwise both find nothing held
+    and both be kept. 4,096 stripes, so unrelated instances rarely wait for each other.
+    """
+    stripe = hashlib.blake2b(sop_instance_uid.encode(), digest_size=2).hexdigest()[:3]
+    with _striped_lock(data_dir / "locks" / f"sop-{stripe}.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def _striped_lock(path: Path):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:  # the first instance ever: make the folder

@@ -132,3 +132,40 @@ def test_the_same_image_in_another_syntax_is_a_duplicate_and_a_changed_one_a_rev
         detail = api.get(f"/api/studies/{ds.StudyInstanceUID}").json()
         assert [i["sop_instance_uid"] for i in detail["instances"]] == [ds.SOPInstanceUID]
         assert [i["sop_instance_uid"] for i in detail["revisions"]] == [ds.SOPInstanceUID] * 2
+
+
+def test_two_encodings_of_one_image_arriving_at_once_keep_one(tmp_path, sessions):
+    """A PACS's transcode on a second association, or backfill's reading threads, must not
+    slip a second copy past the duplicate check while the first is still being stored."""
+    import threading
+
+    from dicom.acceptance import identify, read_file
+    from dicom.intake import take_in
+
+    folder, data_dir = tmp_path / "sent", tmp_path / "data"
+    pairs = []
+    for seed in range(8):
+        original = write(radiograph(seed=100 + seed), folder, f"{seed}.dcm")
+        ds = pydicom.dcmread(original)
+        ds.compress(RLELossless, generate_instance_uid=False)
+        rle = folder / f"{seed}-rle.dcm"
+        ds.save_as(rle, enforce_file_format=True)
+        pairs.append((original, rle))
+
+    def take(path: Path, barrier: threading.Barrier, outcomes: list) -> None:
+        part = read_file(path)
+        header = identify(part.dataset, part.transfer_syntax)
+        barrier.wait()
+        outcomes.append(take_in(part.parts, header, data_dir=data_dir, sessions=sessions).outcome.value)
+
+    for pair in pairs:
+        barrier, outcomes = threading.Barrier(2), []
+        threads = [threading.Thread(target=take, args=(path, barrier, outcomes)) for path in pair]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(outcomes) == ["duplicate", "stored"], outcomes
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Instance)) == len(pairs)
+    assert len(list((data_dir / "objects").rglob("*.dcm"))) == len(pairs)
