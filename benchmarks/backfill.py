@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.reliability.harness import process_tree  # noqa: E402
+
 
 def make_archive(folder: Path, studies: int) -> None:
     """``studies`` two-view studies, one folder each (1,000 to a parent folder), distinct pixels."""
@@ -127,28 +129,12 @@ class _TreePeak:
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
             total = 0
-            for pid in _tree(self.root):
+            for pid in process_tree(self.root):
                 try:
                     total += _status_kib("VmRSS", pid)
                 except (OSError, KeyError):
                     pass  # ended meanwhile
             self.peak = max(self.peak, total)
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        found.append(pid := todo.pop())
-        todo += children.get(pid, [])
-    return found
 
 
 def _status_kib(field: str, pid: int | str = "self") -> int:

@@ -25,27 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.daemon import Daemon
+from tests.reliability.harness import process_tree
 
 GOAL_MB = 400
-
-
-def tree(root: int) -> list[int]:
-    """``root`` and every process descended from it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                # The command name may hold spaces and parentheses: the fields follow the last ")".
-                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def memory(pid: int) -> tuple[str, float, float]:
@@ -75,7 +57,7 @@ def measure(label: str, folder: Path, settle: float, pythonpath: Path | None) ->
     with Daemon(folder, **env) as daemon:
         time.sleep(settle)  # start-up work done, workers idle
         rows = []
-        for pid in tree(daemon.proc.pid):
+        for pid in process_tree(daemon.proc.pid):
             try:
                 rows.append((pid, *memory(pid)))
             except (OSError, KeyError):

@@ -42,9 +42,13 @@ def open_files(pid: int) -> int:
 
 
 def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid``."""
+    """Direct child processes of ``pid`` (none once it has ended)."""
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
             found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
