@@ -54,12 +54,17 @@ def drafts_env(cxr_foundation_dir, medgemma_dir, **extra):
     }
 
 
+ROUTINE = 30
+
+
 def test_stat_draft_goes_before_waiting_routine_drafts(tmp_path, cxr_foundation_dir, medgemma_dir):
-    env = drafts_env(cxr_foundation_dir, medgemma_dir, RADTRIAGE_DRAFT_BATCH="1")
+    # Drafts long enough, and enough of them, that routine ones are still waiting when the
+    # STAT study has been triaged (the stand-in drafts in milliseconds at the usual length).
+    env = drafts_env(cxr_foundation_dir, medgemma_dir, RADTRIAGE_DRAFT_BATCH="1", RADTRIAGE_MEDGEMMA_MAX_NEW_TOKENS="192")
     with Daemon(tmp_path, **env) as daemon:
         assert daemon.health()["components"]["drafts"]["status"] == "ok"
-        routine = [radiograph(seed=i, priority="LOW") for i in range(20)]
-        assert c_store(daemon.dicom_port, routine) == [SUCCESS] * 20
+        routine = [radiograph(seed=i, priority="LOW") for i in range(ROUTINE)]
+        assert c_store(daemon.dicom_port, routine) == [SUCCESS] * ROUTINE
         daemon.wait_for(lambda: any(i["draft_status"] == "drafted" for i in daemon.worklist()), 120,
                         "the first routine draft")
         stat = radiograph(seed=99, priority="STAT")
@@ -67,15 +72,16 @@ def test_stat_draft_goes_before_waiting_routine_drafts(tmp_path, cxr_foundation_
 
         def all_drafted():
             items = daemon.worklist()
-            return len(items) == 21 and all(i["draft_status"] == "drafted" for i in items)
+            return len(items) == ROUTINE + 1 and all(i["draft_status"] == "drafted" for i in items)
 
-        daemon.wait_for(all_drafted, 300, "21 drafts")
+        daemon.wait_for(all_drafted, 300, "every draft")
         order = sqlite_events_in_order(daemon, ("triaged", "drafting"))
         stat_uid = str(stat.StudyInstanceUID)
         stat_queued = order.index((stat_uid, "triaged"))
         stat_started = order.index((stat_uid, "drafting"))
         waiting = [uid for uid, stage in order[stat_queued:] if stage == "drafting" and uid != stat_uid]
         assert waiting, "no routine draft was still waiting when the STAT study arrived"
+        print(f"{len(waiting)} of {ROUTINE} routine drafts were waiting when the STAT study was triaged")
         started_after = {uid for uid, stage in order[stat_started:] if stage == "drafting"}
         # Every routine draft still waiting when the STAT draft was queued started after it
         # (one may have been claimed in the instant between the two).
