@@ -60,7 +60,8 @@ ROUTINE = 30
 def test_stat_draft_goes_before_waiting_routine_drafts(tmp_path, cxr_foundation_dir, medgemma_dir):
     # Drafts long enough, and enough of them, that routine ones are still waiting when the
     # STAT study has been triaged (the stand-in drafts in milliseconds at the usual length).
-    env = drafts_env(cxr_foundation_dir, medgemma_dir, RADTRIAGE_DRAFT_BATCH="1", RADTRIAGE_MEDGEMMA_MAX_NEW_TOKENS="192")
+    env = drafts_env(cxr_foundation_dir, medgemma_dir, RADTRIAGE_DRAFT_BATCH="1",
+                     RADTRIAGE_MEDGEMMA_MAX_NEW_TOKENS="192")
     with Daemon(tmp_path, **env) as daemon:
         assert daemon.health()["components"]["drafts"]["status"] == "ok"
         routine = [radiograph(seed=i, priority="LOW") for i in range(ROUTINE)]
