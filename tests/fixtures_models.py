@@ -49,13 +49,7 @@ def medgemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Skips the test when torch or transformers is not installed.
     """
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from tests.standins_medgemma import build_medgemma_standin
-
-    if "medgemma" not in _BUILT:
-        _BUILT["medgemma"] = build_medgemma_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-tiny")
-    return _BUILT["medgemma"]
+    return _gemma_standin(tmp_path_factory, "build_medgemma_standin", "medgemma-tiny")
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +59,15 @@ def medgemma_thinking_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Skips the test when torch or transformers is not installed.
     """
+    return _gemma_standin(tmp_path_factory, "build_thinking_standin", "medgemma-thinking")
+
+
+def _gemma_standin(tmp_path_factory: pytest.TempPathFactory, builder: str, folder: str) -> Path:
+    """Build a Gemma 3 stand-in once per session with ``tests.standins_medgemma.<builder>``."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from tests.standins_medgemma import build_thinking_standin
+    from tests import standins_medgemma
 
-    if "medgemma_thinking" not in _BUILT:
-        _BUILT["medgemma_thinking"] = build_thinking_standin(tmp_path_factory.mktemp("medgemma") / "medgemma-thinking")
-    return _BUILT["medgemma_thinking"]
+    if folder not in _BUILT:
+        _BUILT[folder] = getattr(standins_medgemma, builder)(tmp_path_factory.mktemp("medgemma") / folder)
+    return _BUILT[folder]
