@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
@@ -107,18 +106,11 @@ def _purge_images(sessions: sessionmaker[Session], data_dir: Path, cutoff: dt.da
                 Instance.path.in_({row.path for row in rows}), Instance.purged_at.is_(None), Instance.id.not_in(ids))))
             for row in rows:
                 if row.path not in shared:
-                    _remove(data_dir / row.path)
+                    (data_dir / row.path).unlink(missing_ok=True)  # gone: an earlier purge was interrupted
             session.execute(update(Instance).where(Instance.id.in_(ids)).values(purged_at=utcnow()))
             session.commit()
         images += len(rows)
         size += sum(row.size_bytes for row in rows)
-
-
-def _remove(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass  # removed by an earlier, interrupted purge
 
 
 def _deleted(sessions: sessionmaker[Session], model, where) -> int:

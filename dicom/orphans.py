@@ -67,20 +67,14 @@ def _remove_unrecorded(data_dir: Path, paths: list[Path], sessions: sessionmaker
         if name in known:
             continue
         if path.name.startswith(".incoming-"):
-            _unlink(path)  # a temporary file is never recorded; an old one is abandoned
+            path.unlink(missing_ok=True)  # a temporary file is never recorded; an old one is abandoned
             removed += 1
             continue
         # Asked again under the lock dicom.intake holds from the write to the commit: a row
         # on its way is seen.
         with content_lock(data_dir, f"{ALGORITHM}:{path.stem}"), sessions() as session:
             if not recorded_paths(session, [name]):
-                _unlink(path)
+                path.unlink(missing_ok=True)
                 removed += 1
     return removed
 
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

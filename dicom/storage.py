@@ -84,7 +84,7 @@ def store_bytes(data_dir: Path, parts: Parts, *, hash_: str | None = None) -> St
             os.close(fd)
         os.replace(tmp_name, target)
     except BaseException:
-        _unlink_quietly(tmp_name)
+        Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(folder)
     return StoredFile(relative.as_posix(), hash_, size, created=True)
@@ -93,7 +93,7 @@ def store_bytes(data_dir: Path, parts: Parts, *, hash_: str | None = None) -> St
 def remove_stored(data_dir: Path, stored: StoredFile) -> None:
     """Undo ``store_bytes`` when the database row could not be committed."""
     if stored.created:
-        _unlink_quietly(data_dir / stored.relative_path)
+        (data_dir / stored.relative_path).unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -102,13 +102,6 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 @contextlib.contextmanager

@@ -21,11 +21,11 @@ from db.models import Event, OutboxMessage, Score, Study, utcnow
 from db.reconcile import redrive_stuck
 from db.session import make_engine, migrate
 from db.triage import claim, record_result
+from dicom.acceptance import read_file
 from dicom.intake import identify, take_in
 from radtriage.settings import Settings
 from radtriage.wiring import worker_config
 from tests.factories import DX
-from worker.backfill import read_part10
 from worker.tasks import WorkerContext
 
 RUNNING_TIMEOUT = 900.0
@@ -67,7 +67,8 @@ def ingest(ctx: WorkerContext, ds: pydicom.Dataset, *, priority: Priority | None
 
 
 def ingest_file(ctx: WorkerContext, path: Path, *, priority: Priority | None = None) -> Recorded:
-    raw, ds, syntax = read_part10(path)
+    part = read_file(path)
+    raw, ds, syntax = part.parts, part.dataset, part.transfer_syntax
     new = identify(ds, syntax)
     if priority is not None:
         new = _with_priority(new, priority)

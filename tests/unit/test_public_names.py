@@ -30,7 +30,7 @@ PUBLIC = {
         "where",
     ],
     "worker.loops": ["Assembler", "BrokerWatch", "EscalationLoop", "EscalationRound", "OutboxRelay", "Sweep", "SweepConfig"],
-    "worker.backfill": ["Summary", "discover", "embed_files", "read_part10", "run"],
+    "worker.backfill": ["Summary", "embed_files", "run"],
     "scoring": [
         "Assessment", "CxrFoundation", "FindingScores", "HeadSet", "ImageEmbedding", "ModelUnavailable", "Policy",
         "PolicyError", "ScoringError", "TrainedHead", "Triager", "assess", "load_heads", "load_policy",

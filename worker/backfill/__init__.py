@@ -2,7 +2,6 @@
 triage in one process; ``embed_files`` embeds labelled files for training finding heads (``radtriage probe``)."""
 
 from worker.backfill.embed_files import embed_files
-from worker.backfill.files import discover, read_part10
 from worker.backfill.runner import Summary, run
 
-__all__ = ["Summary", "discover", "embed_files", "read_part10", "run"]
+__all__ = ["Summary", "embed_files", "run"]

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pydicom
 
-from dicom.acceptance import read_file
-
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Every file under the given folders (in name order), the instances a DICOMDIR names, and
@@ -38,11 +36,6 @@ def count_files(paths: Iterable[Path]) -> int:
     return sum(1 for _ in iter_files(paths))
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """:func:`iter_files` as a list (small inputs only)."""
-    return list(dict.fromkeys(iter_files(paths)))
-
-
 def _walk(folder: Path) -> Iterator[Path]:
     # os.scandir, sorted per folder: the same order as a sorted rglob, one folder in memory at a time.
     with os.scandir(folder) as listing:
@@ -59,17 +52,3 @@ def _dicomdir_files(path: Path) -> list[Path]:
 
     return [Path(instance.path) for instance in FileSet(pydicom.dcmread(path))]
 
-
-def read_part10(path: Path) -> tuple[tuple[bytes, bytes | memoryview], pydicom.Dataset, str]:
-    """The file as Part 10 pieces (file meta, dataset bytes) with its dataset and transfer syntax.
-
-    Read by ``dicom.acceptance.read_file``, as ``radtriage send`` reads it: a file without a
-    meta header is given one naming the encoding its dataset has.
-
-    Raises
-    ------
-    InvalidDataset
-        The file is not DICOM or cannot be parsed (the message says which, and why).
-    """
-    part = read_file(path)
-    return part.parts, part.dataset, part.transfer_syntax

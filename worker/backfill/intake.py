@@ -27,10 +27,10 @@ from pathlib import Path
 
 from db import backfill as db_backfill
 from db.ingest import IngestOutcome
-from dicom.acceptance import identify
+from dicom.acceptance import identify, read_file
 from dicom.errors import InvalidDataset
 from dicom.intake import take_in
-from worker.backfill.files import iter_files, read_part10
+from worker.backfill.files import iter_files
 from worker.tasks.config import WorkerConfig
 from worker.tasks.context import WorkerContext
 
@@ -207,7 +207,8 @@ class _Reader:
         """The file's study id once stored (None: skipped or a dry run)."""
         accepted = self.ctx.config.accepted_sop_classes  # as the listener
         try:
-            raw, ds, syntax = read_part10(path)
+            part = read_file(path)
+            raw, ds, syntax = part.parts, part.dataset, part.transfer_syntax
             new = identify(ds, syntax, accepted_sop_classes=accepted)  # the listener's rule
         except InvalidDataset as exc:
             self._count(path, skipped=str(exc))
