@@ -187,11 +187,12 @@ def due(session: Session, *, destination: str, limit: int = 20, now: dt.datetime
 
 
 def _paths(session: Session, study_ids: list[int]) -> dict[int, tuple[str, ...]]:
-    """Each study's stored files, the newest copy of each SOP instance, in arrival order."""
+    """Each study's stored files still on disk (not purged by retention), the newest copy of
+    each SOP instance, in arrival order."""
     newest: dict[int, dict[str, str]] = {}
     for study_id, sop_uid, path in session.execute(
             select(Instance.study_id, Instance.sop_instance_uid, Instance.path)
-            .where(Instance.study_id.in_(study_ids)).order_by(Instance.id)):
+            .where(Instance.study_id.in_(study_ids), Instance.purged_at.is_(None)).order_by(Instance.id)):
         newest.setdefault(study_id, {})[sop_uid] = path
     return {study_id: tuple(by_uid.values()) for study_id, by_uid in newest.items()}
 
